@@ -29,6 +29,7 @@ class MethodOutput:
     endmembers: np.ndarray | None = None
     reconstruction: np.ndarray | None = None  # (pixels, channels): decoded estimate of Y
     linear_mixture: np.ndarray | None = None  # (pixels, channels): estimated A z before f
+    mixing: np.ndarray | None = None  # (channels, K): the estimated linear mixing matrix A
     curves: dict[str, np.ndarray] | None = None  # learned f_n: {"inputs": (M, N), "outputs": (M, N)}
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. val_loss, elbo, noise_variance
     epochs: int = 0
@@ -117,6 +118,7 @@ def fit(
             endmembers=output.endmembers,
             linear_mixture=output.linear_mixture,
             reconstruction=output.reconstruction,
+            mixing=output.mixing,
         )
     )
     metrics["wall_time_s"] = wall
