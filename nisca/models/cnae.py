@@ -1,0 +1,304 @@
+"""CNAE + MVES (Lyu and Fu, IEEE TSP 2021): a per-channel autoencoder, then a linear simplex method.
+
+    encoder  g = [g_1, ..., g_N]   per-channel scalar networks (the inverse nonlinearity, up to scale)
+    decoder  f = [f_1, ..., f_N]   per-channel scalar networks, x ~ f(g(x))
+    loss     mean_i ||x_i - f(g(x_i))||^2 + mean_i lambda_i c_i + (rho/2) mean_i c_i^2,
+             c_i = 1^T g(x_i) - 1   (the augmented Lagrangian of the constraint 1^T g(x) = 1)
+
+Both g and f are one `ChannelwiseMLP` each (all channels in one batched op). One multiplier per pixel
+is kept for the whole dataset (a buffer of size `pixels`, saved in checkpoints); the data loader
+yields pixel indices with the rows. Multipliers start at 0. The method of multipliers alternates an
+inner loop of `multiplier_every` epochs of Adam on the loss with a dual step over all training pixels
+at the current g: lambda_i += rho * c_i, after which rho is multiplied by `rho_growth` up to `rho_max`
+(`rho_growth` = 1 keeps the thesis' constant rho = 100). Updating the multipliers after every batch
+instead (one stale dual step per pixel per epoch) made training oscillate: measured on a noiseless
+N = K = 3 scene, the constraint error grew from 0.4 to 8 within 200 epochs, against 0.008 with the
+inner loop of 10 epochs.
+
+The validation loss, used for early stopping and checkpoint selection (never the ground truth), is
+the reconstruction MSE plus (rho_0 / 2) mean c_i^2 on a seeded held-out split; it uses the initial rho
+so that epochs stay comparable when rho grows (held-out pixels have no multipliers).
+After training, g(x) is (up to per-channel scale) a linear mixture on the plane 1^T y = 1, and MVES
+(`nisca.baselines.mves`) unmixes it: abundances are the MVES barycentric coordinates, the linear
+mixture is the MVES model V z in g-space, endmembers are f(v_k) in data units, curves are f_n.
+Channels are standardised (zero mean, unit variance) before the networks; f's outputs are mapped back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from nisca.baselines.mves import mves
+from nisca.config import BaseConfig, config_to_dict
+from nisca.data.scene import Scene
+from nisca.errors import ConfigError, TrainingDivergedError
+from nisca.fit import FitContext, MethodOutput
+from nisca.models.layers import ChannelwiseMLP
+from nisca.models.training import quiet_lightning, resolve_accelerator, split_indices
+
+CURVE_POINTS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class CnaeConfig(BaseConfig):
+    """hidden: units per channel in g and f (thesis 128); lr: Adam's learning rate; rho, rho_growth,
+    rho_max: the augmented-Lagrangian penalty and its growth per dual step; multiplier_every: epochs
+    between dual steps (the inner loop); batch_size, max_epochs, patience,
+    val_fraction: training and early stopping on a held-out split; mves_tol / mves_max_sweeps: MVES's
+    stopping rule; device: 'auto' (CUDA when present), 'cpu' or 'cuda'."""
+
+    hidden: int = 128
+    lr: float = 1e-3
+    rho: float = 100.0
+    rho_growth: float = 1.0
+    rho_max: float = 1e4
+    multiplier_every: int = 10
+    batch_size: int = 100
+    max_epochs: int = 300
+    patience: int = 30
+    val_fraction: float = 0.1
+    mves_tol: float = 1e-8
+    mves_max_sweeps: int = 200
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    inference_batch_size: int = 8192
+
+    def validate(self) -> None:
+        checks = [
+            (self.hidden >= 1, "hidden must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.rho > 0, "rho must be > 0"),
+            (self.rho_growth >= 1, "rho_growth must be >= 1"),
+            (self.rho_max >= self.rho, "rho_max must be >= rho"),
+            (self.multiplier_every >= 1, "multiplier_every must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
+            (self.mves_tol > 0, "mves_tol must be > 0"),
+            (self.mves_max_sweeps >= 1, "mves_max_sweeps must be >= 1"),
+            (self.inference_batch_size >= 1, "inference_batch_size must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"config for 'cnae': {message}")
+
+
+CONFIG = CnaeConfig
+
+
+class _IndexedRows(Dataset):
+    """(pixel indices, rows) for a whole batch of indices at once; indices are into the full scene."""
+
+    def __init__(self, data: torch.Tensor, index: np.ndarray) -> None:
+        self.data, self.index = data, torch.as_tensor(index, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.index[positions]
+        return rows, self.data[rows]
+
+
+class CnaeModule(L.LightningModule):
+    """g, f, the per-pixel multipliers and rho; rebuilt from its hyperparameters by load_from_checkpoint."""
+
+    def __init__(self, config: dict[str, Any], n_channels: int, n_pixels: int) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.encoder = ChannelwiseMLP(n_channels, hidden=config["hidden"])
+        self.decoder = ChannelwiseMLP(n_channels, hidden=config["hidden"])
+        self.register_buffer("multipliers", torch.zeros(n_pixels))  # one lambda_i per pixel, any size
+        self.register_buffer("rho", torch.tensor(float(config["rho"])))
+        self.register_buffer("offset", torch.zeros(n_channels))
+        self.register_buffer("scale", torch.ones(n_channels))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g(x), f(g(x))) for standardised x (batch, N)."""
+        latent = self.encoder(x)
+        return latent, self.decoder(latent)
+
+    def _losses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        latent, decoded = self(x)
+        mse = ((x - decoded) ** 2).sum(dim=1).mean()
+        constraint = latent.sum(dim=1) - 1.0
+        return mse, constraint, latent
+
+    def _check(self, loss: torch.Tensor, stage: str) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"cnae: the {stage} loss became {loss.item()} at epoch {self.current_epoch} "
+                f"(step {self.global_step}); lower lr (now {self.config['lr']}) or rho (now {float(self.rho):g})"
+            )
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        rows, x = batch
+        mse, c, _ = self._losses(x)
+        loss = mse + (self.multipliers[rows] * c).mean() + 0.5 * self.rho * (c**2).mean()
+        self._check(loss, "training")
+        size = int(x.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log("train_mse", mse, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        """After every `multiplier_every` epochs (the inner loop), the dual step of the method of
+        multipliers: lambda_i += rho * c_i for every training pixel at the current g, then
+        rho *= rho_growth. Done at the start of the next epoch, so that a checkpoint written at the
+        end of an epoch resumes exactly (Lightning saves it before epoch-end hooks run)."""
+        epoch, every = self.current_epoch, int(self.config["multiplier_every"])
+        if epoch == 0 or epoch % every:
+            return
+        rows_seen = self.trainer.train_dataloader.dataset
+        batch = int(self.config["inference_batch_size"])
+        with torch.no_grad():
+            for start in range(0, len(rows_seen.index), batch):
+                rows = rows_seen.index[start : start + batch]
+                x = rows_seen.data[rows].to(self.device)
+                rows = rows.to(self.device)
+                self.multipliers[rows] += self.rho * (self.encoder(x).sum(dim=1) - 1.0)
+        growth, ceiling = float(self.config["rho_growth"]), float(self.config["rho_max"])
+        self.rho.fill_(min(float(self.rho) * growth, ceiling))
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        _, x = batch
+        mse, c, _ = self._losses(x)
+        loss = mse + 0.5 * float(self.config["rho"]) * (c**2).mean()
+        self._check(loss, "validation")
+        size = int(x.shape[0])
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("val_mse", mse, on_step=False, on_epoch=True, batch_size=size)
+        self.log("val_constraint", (c**2).mean().sqrt(), on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=float(self.config["lr"]))
+
+    @torch.no_grad()
+    def latent(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """g(x) (pixels, N) for standardised x, chunk by chunk."""
+        self.eval()
+        out = [
+            self.encoder(torch.as_tensor(x[start : start + batch_size], device=self.device)).cpu().numpy()
+            for start in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out).astype(np.float64)
+
+    @torch.no_grad()
+    def decode_to_data(self, latent: np.ndarray) -> np.ndarray:
+        """f(latent) in data units (pixels, N)."""
+        self.eval()
+        y = torch.as_tensor(np.asarray(latent, dtype=np.float32), device=self.device)
+        return (self.decoder(y) * self.scale + self.offset).cpu().numpy().astype(np.float64)
+
+
+def _loaders(
+    x: torch.Tensor, config: CnaeConfig, train_index: np.ndarray, val_index: np.ndarray
+) -> tuple[DataLoader, DataLoader]:
+    generator = torch.Generator().manual_seed(config.seed)
+    train = _IndexedRows(x, train_index)
+    val = _IndexedRows(x, val_index)
+    train_sampler = BatchSampler(
+        RandomSampler(train, generator=generator), batch_size=min(config.batch_size, len(train)), drop_last=False
+    )
+    val_sampler = BatchSampler(SequentialSampler(val), batch_size=min(config.inference_batch_size, len(val)), drop_last=False)
+    return (
+        DataLoader(train, sampler=train_sampler, batch_size=None),
+        DataLoader(val, sampler=val_sampler, batch_size=None),
+    )
+
+
+def unmix(module: CnaeModule, x: np.ndarray, config: CnaeConfig) -> dict[str, np.ndarray]:
+    """MVES on g(x): abundances, linear mixture in g-space, endmembers f(v_k), reconstruction, curves."""
+    K = int(config.latent_dim)
+    latent = module.latent(x, config.inference_batch_size)
+    vertices, abundances = mves(latent, K, seed=config.seed, tol=config.mves_tol, max_sweeps=config.mves_max_sweeps)
+    linear = abundances @ vertices.T
+    low, high = latent.min(axis=0), latent.max(axis=0)
+    grid = low + np.linspace(0.0, 1.0, CURVE_POINTS)[:, None] * (high - low)
+    return {
+        "abundances": abundances.astype(np.float32),
+        "linear_mixture": linear.astype(np.float32),
+        "endmembers": module.decode_to_data(vertices.T).T.astype(np.float32),
+        "reconstruction": module.decode_to_data(linear).astype(np.float32),
+        "curve_inputs": grid.astype(np.float32),
+        "curve_outputs": module.decode_to_data(grid).astype(np.float32),
+    }
+
+
+def build_trainer(config: CnaeConfig, workdir: Path, context: FitContext) -> tuple[L.Trainer, ModelCheckpoint]:
+    """Early stopping and best-checkpoint selection on val_loss, last.ckpt every epoch, the caller's callbacks."""
+    quiet_lightning()
+    checkpoint = ModelCheckpoint(
+        dirpath=workdir / "checkpoints", filename="best-{epoch}", monitor="val_loss", mode="min", save_top_k=1
+    )
+    # The most recent epoch, every epoch (last.ckpt), for resuming: the best one may be older.
+    latest = ModelCheckpoint(dirpath=workdir / "checkpoints", filename="latest-{epoch}", save_top_k=1, save_last=True)
+    stopping = EarlyStopping(monitor="val_loss", mode="min", patience=config.patience, check_finite=False)
+    trainer = L.Trainer(
+        accelerator=resolve_accelerator(config.device),
+        devices=1,
+        precision="32-true",
+        max_epochs=config.max_epochs,
+        callbacks=[checkpoint, latest, stopping, *context.callbacks],
+        logger=False,
+        enable_progress_bar=context.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(workdir),
+        log_every_n_steps=1,
+    )
+    return trainer, checkpoint
+
+
+def run(scene: Scene, config: CnaeConfig, context: FitContext) -> MethodOutput:
+    """Train g and f with the augmented Lagrangian, select on val_loss, then MVES on g(x)."""
+    L.seed_everything(config.seed, verbose=False)
+    Y = scene.Y.astype(np.float64)
+    offset = Y.mean(axis=0)
+    scale = Y.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    x = ((Y - offset) / scale).astype(np.float32)
+    module = CnaeModule(config_to_dict(config), scene.n_channels, scene.n_pixels)
+    module.offset.copy_(torch.as_tensor(offset))
+    module.scale.copy_(torch.as_tensor(scale))
+    train_index, val_index = split_indices(scene.n_pixels, config.val_fraction, config.seed)
+    train_loader, val_loader = _loaders(torch.as_tensor(x), config, train_index, val_index)
+
+    workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="cnae-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if context.resume_from is not None and not Path(context.resume_from).is_file():
+        raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
+    trainer, checkpoint = build_trainer(config, workdir, context)
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=context.resume_from)
+
+    best = checkpoint.best_model_path
+    if best:
+        state = torch.load(best, map_location=module.device, weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    estimates = unmix(module, x, config)
+    metrics = {
+        "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan"),
+        "epochs": float(trainer.current_epoch),
+        "constraint_rmse": float(np.sqrt(np.mean((module.latent(x).sum(axis=1) - 1.0) ** 2))),
+    }
+    return MethodOutput(
+        abundances=estimates["abundances"],
+        endmembers=estimates["endmembers"],
+        reconstruction=estimates["reconstruction"],
+        linear_mixture=estimates["linear_mixture"],
+        curves={"inputs": estimates["curve_inputs"], "outputs": estimates["curve_outputs"]},
+        metrics=metrics,
+        epochs=int(trainer.current_epoch),
+        checkpoint_path=str(best) if best else None,
+    )
