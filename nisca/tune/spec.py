@@ -12,6 +12,7 @@ Scenes are named; each is one of
     {file: PATH, truth_version: V, mask: PATH}                                     (nisca.data.io)
     {catalog: NAME, truth_version: V}                                              (nisca.data.catalog cache)
     {semireal_urban: {...}}                                                        (nisca.data.semireal)
+    {dce_phantom: {mixing, snr_db, seed, ..., domain: signal|concentration}}      (nisca.data.dce_phantom)
 plus an optional `max_pixels: P` (a seeded random subset of pixels, used by smoke runs).
 """
 
@@ -32,7 +33,7 @@ from nisca.errors import ConfigError, DataError
 
 SEARCHERS = ("optuna", "random", "grid")
 SCHEDULERS = ("asha", "none")
-SCENE_KINDS = ("synthetic", "file", "catalog", "semireal_urban")
+SCENE_KINDS = ("synthetic", "file", "catalog", "semireal_urban", "dce_phantom")
 YAML_DOMAINS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "choice")
 
 # What trials report (nisca/tune/trainable.py). Trained methods report every epoch; classic ones once.
@@ -230,6 +231,8 @@ def build_scene(name: str, description: Mapping[str, Any]):
         from nisca.data.catalog import load_catalog_scene
 
         scene = load_catalog_scene(str(value), truth_version=description.get("truth_version"))
+    elif kind == "dce_phantom":
+        scene = _dce_phantom(name, value)
     else:
         scene = _semireal_urban(name, value)
     if description.get("max_pixels"):
@@ -237,6 +240,30 @@ def build_scene(name: str, description: Mapping[str, Any]):
     from dataclasses import replace
 
     return replace(scene, name=name)
+
+
+def _dce_phantom(name: str, arguments: Any):
+    """The DCE-MRI phantom's scene; `domain: concentration` converts it with its known sequence and T10 map."""
+    from nisca.data.dce_convert import signal_scene_to_concentration
+    from nisca.data.dce_phantom import simulate_dce_phantom
+
+    if not isinstance(arguments, Mapping):
+        raise ConfigError(f"scene {name!r}: 'dce_phantom' takes the arguments of simulate_dce_phantom as a mapping")
+    arguments = dict(arguments)
+    domain = arguments.pop("domain", "signal")
+    if domain not in ("signal", "concentration"):
+        raise ConfigError(f"scene {name!r}: dce_phantom domain must be 'signal' or 'concentration', got {domain!r}")
+    try:
+        phantom = simulate_dce_phantom(**arguments)
+    except TypeError as error:
+        raise ConfigError(f"scene {name!r}: bad dce_phantom arguments ({error})") from None
+    if domain == "signal":
+        return phantom.scene
+    sequence = phantom.parameters["sequence"]
+    return signal_scene_to_concentration(
+        phantom.scene, t10_s=phantom.t10_map, flip_angle_deg=sequence["FlipAngle_deg"],
+        tr_s=sequence["RepetitionTimeExcitation_s"], r1=sequence["r1_per_s_per_mM"],
+        n_baseline=phantom.parameters["acquisition"]["baseline_frames"], clip=True)
 
 
 def _semireal_urban(name: str, arguments: Any):

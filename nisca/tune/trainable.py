@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -56,6 +57,7 @@ def method_config(config: Mapping[str, Any], settings: TrialSettings) -> dict[st
 
 def nisca_trial(config: dict[str, Any], scenes: Mapping[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: fit config["method"] to scenes[config["scene"]] and report."""
+    import ray
     import torch
     from ray import tune
 
@@ -76,6 +78,7 @@ def nisca_trial(config: dict[str, Any], scenes: Mapping[str, Any], settings: Tri
     budget = int(params.get(settings.budget_field.get(method) or "", 0) or 0) if settings.trained[method] else 1
     base = {"epoch_budget": budget, "restored_from_epoch": 0}
 
+    started_at = time.time()
     checkpoint = tune.get_checkpoint()
     workdir = trial_workdir(fresh=checkpoint is None)
     try:
@@ -97,8 +100,10 @@ def nisca_trial(config: dict[str, Any], scenes: Mapping[str, Any], settings: Tri
             truth_k=truth_k if scene.truth is not None else -1,
         )
         final = {k: v for k, v in final.items() if v is not None and np.isfinite(v)}
+        # Where and when this (last) run of the trial happened: the report's node column.
+        final.update(node_id=ray.get_runtime_context().get_node_id(), started_at=started_at, ended_at=time.time())
         folder = workdir / "final"
-        write_final_checkpoint(folder, result)
+        write_final_checkpoint(folder, result, scene.Y)
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(folder)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -154,9 +159,16 @@ def linear_reconstruction_rmse(Y: np.ndarray, abundances: np.ndarray, endmembers
     return float(np.sqrt(np.mean(residual**2)))
 
 
-def write_final_checkpoint(folder: Path, result: Any) -> None:
-    """The trial's estimates and model in one folder (Tune persists it as the final checkpoint)."""
+def write_final_checkpoint(folder: Path, result: Any, Y: np.ndarray) -> None:
+    """The trial's estimates and model in one folder (Tune persists it as the final checkpoint).
+
+    The per-pixel residual RMSE of the method's own reconstruction (when it has one) is kept too, so the
+    report can draw a residual map without re-running the model.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    if result.reconstruction is not None:
+        residual = np.sqrt(np.mean((np.asarray(Y) - result.reconstruction) ** 2, axis=1))
+        np.save(folder / "residual_rmse.npy", residual.astype(np.float32))
     np.save(folder / "abundances.npy", np.asarray(result.abundances, dtype=np.float32))
     if result.endmembers is not None:
         np.save(folder / "endmembers.npy", np.asarray(result.endmembers, dtype=np.float32))
