@@ -1,0 +1,86 @@
+"""Which NISCA recipe should be the default? A small benchmark across scene kinds (MODEL.md section 7).
+
+Recipes (settings over NiscaConfig's defaults):
+    thesis         random A, f without the residual, decoder lr 1e-3, raw (unscaled) data
+    thesis+scaled  the same on per-channel standardised data
+    default        per-channel scaling, A from VCA, residual f(y) = y + g(y), decoder lr 3e-3
+    default-global the default with one global scale for all channels
+    default-learn  the default with the noise variance learned instead of estimated
+Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 and linear N=K=3 at 20 dB, random_monotone
+N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
+validation loss; truth is used only to score).
+
+    python benchmarks/recipe_defaults.py [--seeds 0 1] [--max-epochs 80] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+RECIPES: dict[str, dict[str, object]] = {
+    "thesis": {"init": "random", "residual": False, "lr_decoder": 1e-3, "standardize": "none"},
+    "thesis+scaled": {"init": "random", "residual": False, "lr_decoder": 1e-3, "standardize": "channel"},
+    "default": {},
+    "default-global": {"standardize": "global"},
+    "default-learn": {"noise": "learn"},
+}
+SCENES = {  # name -> (nonlinearity, channels, K, snr)
+    "thesis 3x3": ("thesis", 3, 3, 20.0),
+    "linear 3x3": ("linear", 3, 3, 20.0),
+    "random_monotone 16x4": ("random_monotone", 16, 4, 20.0),
+    "original 6x4": ("original", 6, 4, 20.0),
+}
+
+
+def run_one(task: tuple[str, str, int, int, int]) -> tuple[str, str, int, float, float, float]:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    from nisca import fit
+    from nisca.data.synthetic import simulate_pnl
+
+    scene_name, recipe, seed, samples, epochs = task
+    nonlinearity, channels, K, snr = SCENES[scene_name]
+    scene = simulate_pnl(channels, K, samples, snr, nonlinearity=nonlinearity, seed=seed)
+    start = time.perf_counter()
+    result = fit("nisca", scene, {**RECIPES[recipe], "seed": seed, "max_epochs": epochs}, progress_bar=False)
+    return (scene_name, recipe, seed, result.metrics["abundance_mse"], result.metrics["r2_nonlinearity"],
+            time.perf_counter() - start)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--max-epochs", type=int, default=80)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES))
+    args = parser.parse_args(argv)
+    tasks = [(scene, recipe, seed, args.samples, args.max_epochs)
+             for seed in args.seeds for scene in SCENES for recipe in args.recipes]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(run_one, tasks))
+    print(f"NISCA, {args.samples} pixels, at most {args.max_epochs} epochs, seeds {args.seeds}; "
+          "cells: abundance MSE / R^2 (mean over seeds)")
+    print("| recipe | " + " | ".join(SCENES) + " |")
+    print("|---|" + "---|" * len(SCENES))
+    for recipe in args.recipes:
+        cells = []
+        for scene in SCENES:
+            picked = [r for r in results if r[0] == scene and r[1] == recipe]
+            mse = sum(r[3] for r in picked) / len(picked)
+            r2 = sum(r[4] for r in picked) / len(picked)
+            cells.append(f"{mse:.4f} / {r2:.2f}")
+        print(f"| {recipe} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

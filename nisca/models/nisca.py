@@ -1,0 +1,160 @@
+"""NISCA: the runner behind `nisca.fit("nisca", ...)` and `nisca fit nisca` (MODEL.md section 2).
+
+`run` trains the variational model on the scene (without its truth), selects the checkpoint with the
+lowest validation loss, and returns the posterior-mean abundances, `softmax([mu, 0])`, the endmembers
+f(A e_k), the learned curves f_n, the reconstruction and the linear mixture A z. VASCA reuses
+`run_variational` with f = identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from nisca.config import config_to_dict
+from nisca.data.scene import Scene
+from nisca.errors import ConfigError
+from nisca.fit import FitContext, MethodOutput
+from nisca.identifiability import warn_if_unidentifiable
+from nisca.models.noise import subspace_noise_variance
+from nisca.models.training import SceneDataModule, SimplexTrainingPlan, VariationalConfig, build_trainer
+
+CURVE_POINTS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class NiscaConfig(VariationalConfig):
+    """VariationalConfig plus the per-channel nonlinearity: `nonlinearity_hidden` ReLU units per channel
+    (thesis: 128); `monotone` makes every f_n strictly increasing; `residual` sets f(y) = y + g(y)."""
+
+    nonlinearity_hidden: int = 128
+    monotone: bool = False
+    residual: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.nonlinearity_hidden < 1:
+            raise ConfigError("NiscaConfig: nonlinearity_hidden must be >= 1")
+
+
+CONFIG = NiscaConfig
+
+
+def scaling(Y: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale) per channel so that (Y - offset) / scale is the model's input."""
+    offset = Y.mean(axis=0)
+    if mode == "none":
+        return np.zeros_like(offset), np.ones_like(offset)
+    if mode == "channel":
+        scale = Y.std(axis=0)
+    else:
+        scale = np.full_like(offset, float(np.sqrt(((Y - offset) ** 2).mean())))
+    scale = np.where(scale > 0, scale, 1.0)
+    return offset, scale
+
+
+def _noise_variance(Y: np.ndarray, config: VariationalConfig) -> float:
+    if config.noise == "given":
+        return float(config.noise_variance)
+    return subspace_noise_variance(Y, config.latent_dim, seed=config.seed)
+
+
+def _initial_mixing(Y: np.ndarray, config: VariationalConfig, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A (N, K) in scaled units: VCA's endmembers, or standard normal entries."""
+    if config.init == "vca":
+        from nisca.baselines.vca import vca
+
+        endmembers, _ = vca(Y, config.latent_dim, seed=config.seed)
+        return (np.asarray(endmembers, dtype=np.float64) - offset[:, None]) / scale[:, None]
+    rng = np.random.default_rng(config.seed)
+    return rng.standard_normal((Y.shape[1], config.latent_dim))
+
+
+def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) -> dict[str, np.ndarray]:
+    """Posterior estimates over all pixels, chunk by chunk so memory stays bounded on large scenes."""
+    module = plan.module.eval()
+    device = next(module.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    parts: dict[str, list[np.ndarray]] = {}
+    low = high = None
+    for start in range(0, len(x), config.inference_batch_size):
+        chunk = torch.as_tensor(x[start : start + config.inference_batch_size], device=device)
+        out = module.posterior(chunk, config.inference_samples, generator=generator)
+        linear = out["linear_mixture"]
+        low = linear.amin(0) if low is None else torch.minimum(low, linear.amin(0))
+        high = linear.amax(0) if high is None else torch.maximum(high, linear.amax(0))
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.cpu().numpy())
+    result = {key: np.concatenate(value).astype(np.float32) for key, value in parts.items()}
+    curves = module.curves(low, high, CURVE_POINTS)
+    result["curve_inputs"] = curves["inputs"].cpu().numpy()
+    result["curve_outputs"] = curves["outputs"].cpu().numpy()
+    result["endmembers"] = module.endmembers().cpu().numpy()
+    return result
+
+
+def run_variational(scene: Scene, config: VariationalConfig, context: FitContext) -> MethodOutput:
+    """Train NISCA or VASCA (by the config's type) on `scene` and return its estimates."""
+    L.seed_everything(config.seed, verbose=False)
+    Y = scene.Y.astype(np.float64)
+    offset, scale = scaling(Y, config.standardize)
+    x = ((Y - offset) / scale).astype(np.float32)
+    s2 = _noise_variance(Y, config)
+    settings = config_to_dict(config)
+    plan = SimplexTrainingPlan(settings, scene.n_channels, (s2 / scale**2).tolist())
+    plan.module.offset.copy_(torch.as_tensor(offset))
+    plan.module.scale.copy_(torch.as_tensor(scale))
+    with torch.no_grad():
+        plan.module.mixing.weight.copy_(torch.as_tensor(_initial_mixing(Y, config, offset, scale)))
+    data = SceneDataModule(x, config.batch_size, config.val_fraction, config.seed, config.num_workers)
+
+    workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="nisca-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if context.resume_from is not None and not Path(context.resume_from).is_file():
+        raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
+    trainer, checkpoint = build_trainer(config, scene.n_channels, workdir, context.callbacks, context.progress_bar)
+    trainer.fit(plan, datamodule=data, ckpt_path=context.resume_from)
+
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if best:
+        state = torch.load(best, map_location=plan.device, weights_only=False)["state_dict"]
+        plan.load_state_dict(state)
+    estimates = _infer(plan, x, config)
+    noise = plan.module.noise_variance().detach().cpu().numpy() * scale**2
+    metrics = {
+        "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan"),
+        "noise_variance": float(np.mean(noise)),
+        "epochs": float(trainer.current_epoch),
+    }
+    nonlinear = isinstance(config, NiscaConfig)
+    return MethodOutput(
+        abundances=estimates["abundances"],
+        endmembers=estimates["endmembers"],
+        reconstruction=estimates["reconstruction"],
+        linear_mixture=estimates["linear_mixture"],
+        curves={"inputs": estimates["curve_inputs"], "outputs": estimates["curve_outputs"]} if nonlinear else None,
+        metrics=metrics,
+        epochs=int(trainer.current_epoch),
+        checkpoint_path=str(best) if best else None,
+        extras={"abundances_mode": estimates["abundances_mode"]},
+    )
+
+
+def run(scene: Scene, config: NiscaConfig, context: FitContext) -> MethodOutput:
+    """NISCA on `scene`; warns when K and N fall outside the identifiability range."""
+    warn_if_unidentifiable(config.latent_dim, scene.n_channels, "nisca")
+    return run_variational(scene, config, context)
+
+
+def load_checkpoint(path: str | Path) -> SimplexTrainingPlan:
+    """The trained training plan saved at `path` (its `.module` samples the posterior), on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: {path}")
+    plan = SimplexTrainingPlan.load_from_checkpoint(str(path), map_location="cpu")
+    return plan.eval()

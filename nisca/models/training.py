@@ -1,0 +1,274 @@
+"""Training on Lightning: the shared config, a DataModule over a Scene, the training plan, the Trainer.
+
+Following scvi-tools' split, `VariationalSimplexModule` computes the loss; `SimplexTrainingPlan` only
+optimises it (Adam, one learning rate for the encoder and one for the decoder) and logs `train_loss` and
+`val_loss` once per epoch; `build_trainer` adds early stopping and checkpoint selection on `val_loss`
+(never on ground truth) and the caller's callbacks (e.g. the Ray Tune reporter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from nisca.config import BaseConfig
+from nisca.errors import ConfigError, TrainingDivergedError
+from nisca.models.layers import ChannelwiseMLP
+from nisca.models.module import VariationalSimplexModule
+
+QUIET_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
+    "lightning.fabric.utilities.rank_zero",
+)
+QUIET_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*The number of training batches .* is smaller than the logging interval.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*GPU available but not used.*",
+    r".*litlogger.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class VariationalConfig(BaseConfig):
+    """Settings shared by NISCA and VASCA (defaults chosen by the benchmark in docs/results.md).
+
+    encoder_hidden: widths of the encoder MLP. mc_samples: R, Monte Carlo samples per pixel in the loss.
+    inference_samples: samples for the posterior-mean abundances.
+    noise: 'estimate' (residual of a rank-(K-1) affine fit, nisca.models.noise), 'given' (noise_variance,
+      in data units) or 'learn' (s2 learned jointly, un-scaled negative ELBO).
+    standardize: 'channel' (centre and scale each channel to unit variance; the noise variance is scaled
+      with it, so the likelihood is unchanged), 'global' (one scale for all channels) or 'none'.
+    init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity)
+      or 'random' (standard normal entries, the thesis' start).
+    device: 'auto' (CUDA when present), 'cpu' or 'cuda'. precision: 'auto' (bf16-mixed on a CUDA device
+      that supports it for scenes of 64+ channels, else 32-true), '32-true', 'bf16-mixed', '16-mixed'.
+    """
+
+    encoder_hidden: tuple[int, ...] = (128, 128)
+    mc_samples: int = 1
+    inference_samples: int = 64
+    noise: Literal["estimate", "given", "learn"] = "estimate"
+    noise_variance: float | None = None
+    lr_encoder: float = 1e-2
+    lr_decoder: float = 3e-3
+    batch_size: int = 100
+    max_epochs: int = 300
+    patience: int = 30
+    val_fraction: float = 0.1
+    standardize: Literal["channel", "global", "none"] = "channel"
+    init: Literal["vca", "random"] = "vca"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    num_workers: int = 0
+    inference_batch_size: int = 8192
+
+    def validate(self) -> None:
+        """Range checks with one clear message per bad setting."""
+        checks = [
+            (self.lr_encoder > 0, "lr_encoder must be > 0"),
+            (self.lr_decoder > 0, "lr_decoder must be > 0"),
+            (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (self.mc_samples >= 1, "mc_samples must be >= 1"),
+            (self.inference_samples >= 1, "inference_samples must be >= 1"),
+            (self.inference_batch_size >= 1, "inference_batch_size must be >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+            (all(h >= 1 for h in self.encoder_hidden), "encoder_hidden sizes must be >= 1"),
+            (self.noise != "given" or (self.noise_variance is not None and self.noise_variance > 0),
+             "noise='given' needs noise_variance > 0 (in the data's units)"),
+            (self.noise_variance is None or self.noise_variance > 0, "noise_variance must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{type(self).__name__}: {message}")
+
+
+# -- data -----------------------------------------------------------------------------------------------
+class _Rows(Dataset):
+    """Rows of a tensor, fetched a whole batch of indices at a time (no per-row collation)."""
+
+    def __init__(self, data: torch.Tensor) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __getitem__(self, rows: list[int]) -> torch.Tensor:
+        return self.data[rows]
+
+
+def split_indices(n_pixels: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint (train, validation) pixel indices; the validation part has at least one pixel."""
+    order = np.random.default_rng(seed).permutation(n_pixels)
+    n_val = min(max(int(round(val_fraction * n_pixels)), 1), n_pixels - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class SceneDataModule(L.LightningDataModule):
+    """Scaled observations split once (seeded) into training and held-out validation pixels."""
+
+    def __init__(self, x: np.ndarray, batch_size: int, val_fraction: float, seed: int, num_workers: int = 0) -> None:
+        super().__init__()
+        self.x = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+        self.batch_size, self.seed, self.num_workers = int(batch_size), int(seed), int(num_workers)
+        self.train_index, self.val_index = split_indices(len(self.x), val_fraction, seed)
+
+    def _loader(self, index: np.ndarray, shuffle: bool) -> DataLoader:
+        rows = _Rows(self.x[torch.as_tensor(index)])
+        if shuffle:
+            generator = torch.Generator().manual_seed(self.seed)
+            base = RandomSampler(rows, generator=generator)
+        else:
+            base = SequentialSampler(rows)
+        sampler = BatchSampler(base, batch_size=min(self.batch_size, len(rows)), drop_last=False)
+        return DataLoader(rows, sampler=sampler, batch_size=None, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_index, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_index, shuffle=False)
+
+
+# -- model ----------------------------------------------------------------------------------------------
+def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequence[float]) -> VariationalSimplexModule:
+    """The torch module described by a config dict (NISCA when it has nonlinearity settings)."""
+    nonlinearity = None
+    if "nonlinearity_hidden" in config:
+        nonlinearity = ChannelwiseMLP(
+            n_channels,
+            hidden=config["nonlinearity_hidden"],
+            monotone=config["monotone"],
+            residual=config["residual"],
+        )
+    return VariationalSimplexModule(
+        n_channels,
+        config["latent_dim"],
+        encoder_hidden=config["encoder_hidden"],
+        nonlinearity=nonlinearity,
+        noise_variance=torch.tensor(list(noise_variance), dtype=torch.float32),
+        learn_noise=config["noise"] == "learn",
+    )
+
+
+class SimplexTrainingPlan(L.LightningModule):
+    """Optimises the module's negative ELBO; rebuilt from its hyperparameters by `load_from_checkpoint`."""
+
+    def __init__(self, config: dict[str, Any], n_channels: int, noise_variance: list[float]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = config
+        self.module = build_module(config, n_channels, noise_variance)
+
+    def _step(self, batch: torch.Tensor, stage: str) -> torch.Tensor:
+        parts = self.module.loss(batch, self.config["mc_samples"])
+        loss = parts["loss"]
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the {stage} loss became {loss.item()} at epoch {self.current_epoch} "
+                f"(step {self.global_step}); lower the learning rates (lr_encoder={self.config['lr_encoder']}, "
+                f"lr_decoder={self.config['lr_decoder']}) or check the data scaling"
+            )
+        size = int(batch.shape[0])
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        if stage == "val":  # one log call per training step: Lightning's logging costs more than the model
+            self.log("val_mse", parts["mse"], on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        encoder = list(self.module.encoder.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        decoder = [p for p in self.module.parameters() if id(p) not in encoder_ids]
+        return torch.optim.Adam(
+            [
+                {"params": encoder, "lr": self.config["lr_encoder"]},
+                {"params": decoder, "lr": self.config["lr_decoder"]},
+            ]
+        )
+
+
+# -- trainer --------------------------------------------------------------------------------------------
+def resolve_accelerator(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without a GPU is a ConfigError."""
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise ConfigError("device='cuda' was asked for but no CUDA device is visible (use 'auto' or 'cpu')")
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return device
+
+
+def resolve_precision(precision: str, accelerator: str, n_channels: int) -> str:
+    """Mixed precision only where it pays: on CUDA, for wide decoders (64+ channels), if bf16 is supported."""
+    if precision != "auto":
+        if precision != "32-true" and accelerator != "cuda":
+            raise ConfigError(f"precision={precision!r} needs a CUDA device; use '32-true' or 'auto' on CPU")
+        return precision
+    if accelerator == "cuda" and n_channels >= 64 and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def quiet_lightning() -> None:
+    """No 'GPU available' banners or seed lines; real warnings and errors still show."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def build_trainer(
+    config: VariationalConfig,
+    n_channels: int,
+    workdir: Path,
+    callbacks: Sequence[Any] = (),
+    progress_bar: bool = True,
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Trainer with early stopping and best-checkpoint selection on val_loss, plus the caller's callbacks."""
+    quiet_lightning()
+    accelerator = resolve_accelerator(config.device)
+    checkpoint = ModelCheckpoint(
+        dirpath=workdir / "checkpoints",
+        filename="best-{epoch}",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+    )
+    stopping = EarlyStopping(monitor="val_loss", mode="min", patience=config.patience, check_finite=False)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=resolve_precision(config.precision, accelerator, n_channels),
+        max_epochs=config.max_epochs,
+        callbacks=[checkpoint, stopping, *callbacks],
+        logger=False,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(workdir),
+        log_every_n_steps=1,
+    )
+    return trainer, checkpoint

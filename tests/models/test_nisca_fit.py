@@ -1,0 +1,168 @@
+"""NISCA and VASCA through `nisca.fit`: recovery against sabotaged variants, errors, determinism, resume."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from nisca import fit
+from nisca.data.scene import Scene
+from nisca.data.synthetic import simulate_pnl
+from nisca.errors import ConfigError, DataError, TrainingDivergedError
+from nisca.models.nisca import load_checkpoint
+from nisca.models.training import split_indices
+
+torch.set_num_threads(2)
+
+# A post-nonlinear scene (random monotone f per channel) that the default recipe solves in seconds.
+RECOVERY = {"max_epochs": 15, "patience": 15}
+RECOVERY_THRESHOLD = 0.01  # abundance MSE; predicting the mean scores ~0.056 on Dirichlet(1), K = 3
+TINY = {"max_epochs": 2, "batch_size": 100, "inference_samples": 8}
+
+
+@pytest.fixture(scope="module")
+def pnl_scene() -> Scene:
+    return simulate_pnl(6, 3, 1000, 30.0, nonlinearity="random_monotone", seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_scene() -> Scene:
+    return simulate_pnl(3, 3, 400, 25.0, nonlinearity="original", seed=1)
+
+
+class FrozenEncoder(L.Callback):
+    """Sabotage: the encoder never trains (its parameters get no gradient)."""
+
+    def on_fit_start(self, trainer, plan):
+        for parameter in plan.module.encoder.parameters():
+            parameter.requires_grad_(False)
+
+
+class MisalignedEncoder(L.Callback):
+    """Sabotage: during training the encoder reads the neighbouring pixel of each target pixel."""
+
+    def on_fit_start(self, trainer, plan):
+        def shift(module, args):
+            return (args[0].roll(1, dims=0),) if module.training else None
+
+        self.handle = plan.module.encoder.register_forward_pre_hook(shift)
+
+    def on_fit_end(self, trainer, plan):
+        self.handle.remove()
+
+
+@pytest.mark.filterwarnings("ignore::nisca.identifiability.IdentifiabilityWarning")
+@pytest.mark.parametrize("sabotage", [None, FrozenEncoder, MisalignedEncoder])
+def test_recovery_beats_a_threshold_that_broken_models_cannot_reach(pnl_scene, tmp_path, sabotage):
+    callbacks = [] if sabotage is None else [sabotage()]
+    result = fit("nisca", pnl_scene, RECOVERY, callbacks, workdir=tmp_path, progress_bar=False)
+    mse = result.metrics["abundance_mse"]
+    if sabotage is None:
+        assert mse < RECOVERY_THRESHOLD
+        assert result.metrics["r2_nonlinearity"] > 0.8
+        assert np.allclose(result.abundances.sum(1), 1.0, atol=1e-5) and (result.abundances >= 0).all()
+    else:
+        assert mse > RECOVERY_THRESHOLD
+
+
+def test_fit_returns_every_estimate_with_the_right_shapes(small_scene, tmp_path):
+    result = fit("nisca", small_scene, TINY, workdir=tmp_path, progress_bar=False)
+    P, N, K = small_scene.n_pixels, small_scene.n_channels, 3
+    assert result.abundances.shape == (P, K) and result.abundances.dtype == np.float32
+    assert result.extras["abundances_mode"].shape == (P, K)
+    assert np.allclose(result.extras["abundances_mode"].sum(1), 1.0, atol=1e-5)
+    assert result.endmembers.shape == (N, K)
+    assert result.reconstruction.shape == (P, N)
+    assert result.curves["inputs"].shape == result.curves["outputs"].shape == (200, N)
+    assert result.epochs == 2 and result.checkpoint_path.endswith(".ckpt")
+    for key in ("val_loss", "noise_variance", "abundance_mse", "subspace_distance", "wall_time_s"):
+        assert np.isfinite(result.metrics[key]), key
+    assert result.config["method"] == "nisca" and result.config["max_epochs"] == 2
+
+    plan = load_checkpoint(result.checkpoint_path)
+    x = (torch.as_tensor(small_scene.Y) - plan.module.offset) / plan.module.scale
+    mode = plan.module.posterior(x, 4)["abundances_mode"].numpy()
+    assert np.allclose(mode, result.extras["abundances_mode"], atol=1e-5)
+
+
+def test_vasca_has_no_nonlinearity_and_linear_endmembers(small_scene, tmp_path):
+    result = fit("vasca", small_scene, TINY, workdir=tmp_path, progress_bar=False)
+    assert result.curves is None
+    plan = load_checkpoint(result.checkpoint_path)
+    assert not any("nonlinearity" in name for name, _ in plan.named_parameters())
+    assert np.allclose(result.endmembers @ result.abundances.T, result.reconstruction.T, atol=1e-3)
+
+
+def test_monotone_mode_learns_increasing_curves(small_scene, tmp_path):
+    result = fit("nisca", small_scene, {**TINY, "monotone": True}, workdir=tmp_path, progress_bar=False)
+    assert (np.diff(result.curves["outputs"], axis=0) > 0).all()
+
+
+def test_seeds_make_cpu_runs_deterministic(small_scene, tmp_path):
+    runs = [fit("nisca", small_scene, {**TINY, "seed": seed}, workdir=tmp_path / str(i), progress_bar=False)
+            for i, seed in enumerate((0, 0, 1))]
+    assert np.array_equal(runs[0].abundances, runs[1].abundances)
+    assert runs[0].metrics["val_loss"] == runs[1].metrics["val_loss"]
+    assert not np.allclose(runs[0].abundances, runs[2].abundances)
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    train, val = split_indices(1000, 0.1, seed=0)
+    assert len(val) == 100 and len(train) == 900
+    assert not set(train) & set(val) and set(train) | set(val) == set(range(1000))
+    again, _ = split_indices(1000, 0.1, seed=0)
+    other, _ = split_indices(1000, 0.1, seed=1)
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+
+
+def test_a_diverging_run_names_the_epoch(small_scene, tmp_path):
+    with pytest.raises(TrainingDivergedError, match=r"at epoch \d+"):
+        fit("nisca", small_scene, {**TINY, "lr_encoder": 1e8, "lr_decoder": 1e8, "max_epochs": 5},
+            workdir=tmp_path, progress_bar=False)
+
+
+def test_a_nan_scene_is_refused():
+    Y = np.random.default_rng(0).random((50, 4)).astype(np.float32)
+    Y[7, 2] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        fit("nisca", Scene(Y, name="broken"), {"latent_dim": 3})
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"learning_rate": 0.1}, "valid keys are"),
+    ({"val_fraction": 0.7}, "val_fraction"),
+    ({"lr_decoder": 0.0}, "lr_decoder"),
+    ({"noise": "given"}, "noise_variance"),
+    ({"noise": "oracle"}, "noise"),
+])
+def test_bad_settings_are_config_errors(small_scene, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        fit("nisca", small_scene, settings)
+
+
+def test_resume_and_callbacks_see_epoch_metrics(small_scene, tmp_path):
+    class Recorder(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_validation_end(self, trainer, plan):
+            self.seen.append((trainer.current_epoch, sorted(trainer.callback_metrics)))
+
+    first = Recorder()
+    fit("nisca", small_scene, TINY, [first], workdir=tmp_path, progress_bar=False)
+    assert [epoch for epoch, _ in first.seen] == [0, 1]
+    assert {"train_loss", "val_loss"} <= set(first.seen[-1][1])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    second = Recorder()
+    resumed = fit("nisca", small_scene, {**TINY, "max_epochs": 4}, [second], workdir=tmp_path,
+                  resume_from=str(last), progress_bar=False)
+    assert resumed.epochs == 4 and [epoch for epoch, _ in second.seen] == [2, 3]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is present")
+def test_asking_for_cuda_without_a_gpu_is_a_config_error(small_scene):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        fit("nisca", small_scene, {**TINY, "device": "cuda"}, progress_bar=False)
