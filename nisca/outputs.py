@@ -8,6 +8,7 @@
     config.json           the resolved config, method included
     checkpoint.ckpt       the selected Lightning checkpoint (trained methods)
     abundance_maps.png    image scenes; endmembers.png; nonlinearities.png
+    class_curves.csv/.png time-series scenes (DCE-MRI): the estimated class curves against time in seconds
     + nisca.data.io.write_abundances(...) for scenes with an image or NIfTI geometry
 """
 
@@ -39,6 +40,7 @@ def write_fit_outputs(result: FitResult, scene: Scene, out_dir: str | Path) -> l
     """Write every contract file of `result` for `scene` into out_dir; returns the paths written."""
     from nisca import plots
     from nisca.data.io import write_abundances
+    from nisca.dce_outputs import is_dce_scene, write_class_curves
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,8 @@ def write_fit_outputs(result: FitResult, scene: Scene, out_dir: str | Path) -> l
         written.append(plots.plot_nonlinearities(result.curves, out / "nonlinearities.png"))
     if isinstance(scene.geometry, (ImageGeometry, VolumeGeometry)):
         written.extend(write_abundances(scene, result.abundances, out))
+    if is_dce_scene(scene):
+        written.extend(write_class_curves(result, scene, out))  # class curves against time (CSV + plot)
     return written
 
 

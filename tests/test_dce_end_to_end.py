@@ -127,3 +127,24 @@ def test_class_curves_need_frame_times(phantom):
 
     with pytest.raises(DataError, match="class curves need frame times"):
         write_class_curves(result, replace(scene, axis=None, axis_name=None), "unused")
+
+
+def test_fit_cli_refuses_a_4d_file_without_time_and_runs_the_concentration_route(phantom, tmp_path, capsys):
+    source = nib.load(phantom / "dce.nii.gz")
+    no_time = nib.Nifti1Image(np.asarray(source.dataobj), source.affine)
+    no_time.header.set_zooms((1.0, 1.0, 2.0, 0.0))
+    nib.save(no_time, tmp_path / "no_time.nii.gz")
+    code = main(["fit", "vca", "--data", str(tmp_path / "no_time.nii.gz"), "--latent-dim", str(K),
+                 "--out", str(tmp_path / "refused")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "the 4th axis is not time" in err
+    assert not (tmp_path / "refused").exists()
+
+    out = tmp_path / "conc"
+    code = main(["fit", "vca", "--data", str(phantom / "dce.nii.gz"), "--mask", str(phantom / "mask.nii.gz"),
+                 "--latent-dim", str(K), "--out", str(out), "--to-concentration", "--t10", str(phantom / "t10.nii.gz")])
+    assert code == 0, capsys.readouterr().err
+    curves = pd.read_csv(out / "class_curves.csv")
+    assert curves.shape == (30, K + 1) and (out / "class_curves.png").stat().st_size > 5000
+    # concentration curves start at ~0 mM before contrast arrives (signal curves would start at M0-scale values)
+    assert np.abs(curves.iloc[0, 1:].to_numpy()).max() < 0.05

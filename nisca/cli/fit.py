@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from nisca.errors import NiscaError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from nisca.methods import METHODS
@@ -31,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="trained methods only")
     parser.add_argument("--mask", default=None, metavar="FILE", help="NIfTI mask: voxels inside become pixels")
     parser.add_argument("--truth-version", default=None, metavar="V", help="ground-truth version to score against")
+    dce = parser.add_argument_group(
+        "DCE-MRI", "convert SPGR signal to concentration before unmixing (values not given come from the BIDS sidecar)")
+    dce.add_argument("--to-concentration", action="store_true", help="unmix concentration curves instead of signal")
+    dce.add_argument("--t10", default=None, metavar="S|FILE", help="pre-contrast T1 in seconds, or a NIfTI map of it")
+    dce.add_argument("--flip-angle", type=float, default=None, metavar="DEG", help="flip angle in degrees")
+    dce.add_argument("--tr", type=float, default=None, metavar="S", help="repetition time in seconds")
+    dce.add_argument("--baseline-frames", type=int, default=None, metavar="N", help="pre-contrast frames for M0")
+    dce.add_argument("--r1", type=float, default=None, metavar="R1", help="relaxivity in 1/(s mM) (default 4.5)")
     parser.set_defaults(handler=handle)
 
 
@@ -57,13 +67,19 @@ def settings_from_args(args: argparse.Namespace) -> dict:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from nisca.data.dce_convert import require_frame_times
     from nisca.data.io import load_scene
+    from nisca.data.scene import VolumeGeometry
     from nisca.fit import fit
     from nisca.identifiability import IdentifiabilityWarning, identifiability_problem
     from nisca.outputs import write_fit_outputs
 
     settings = settings_from_args(args)
     scene = load_scene(args.data, mask=args.mask, truth_version=args.truth_version)
+    if isinstance(scene.geometry, VolumeGeometry):
+        require_frame_times(scene)  # a 4-D file whose 4th axis is not time is refused here
+    if args.to_concentration:
+        scene = to_concentration(scene, args)
     if args.method in ("nisca", "cnae"):
         problem = identifiability_problem(args.latent_dim, scene.n_channels)
         if problem:
@@ -78,3 +94,19 @@ def handle(args: argparse.Namespace) -> int:
     print(f"{args.method}: {result.epochs} epochs, {result.wall_time_s:.1f} s; {shown}")
     print(f"wrote {len(written)} files to {out}")
     return 0
+
+
+def to_concentration(scene, args: argparse.Namespace):
+    """The scene converted to concentration with the sequence given by flags or the sidecar."""
+    from nisca.data.dce_convert import sequence_from_sidecar, signal_scene_to_concentration
+
+    r1 = args.r1 if args.r1 is not None else (sequence_from_sidecar(args.data).r1 or 4.5)
+    t10 = args.t10
+    if t10 is not None and not Path(t10).exists():
+        try:
+            t10 = float(t10)
+        except ValueError:
+            raise NiscaError(f"--t10 must be seconds or an existing NIfTI file, got {args.t10!r}") from None
+    return signal_scene_to_concentration(
+        scene, t10_s=t10, flip_angle_deg=args.flip_angle, tr_s=args.tr,
+        r1=r1, n_baseline=args.baseline_frames)
