@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# tests/tune owns one Ray cluster for its whole session: it runs in its own pytest process, apart from
+# the tests that start (and stop) their own Ray, so no Ray state leaks from one into the other.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/tune
+	$(PY) -m pytest -q tests/tune
 
 study: $(STAMP)
 	$(VENV)/bin/nisca study synthetic-default
