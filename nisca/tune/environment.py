@@ -37,12 +37,9 @@ def quiet_loggers() -> None:
     """Library loggers at WARNING: progress chatter goes, warnings and errors stay."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        import optuna
+    import optuna  # a pinned dependency of the project
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:  # optuna is a dependency; without it only the Optuna searcher is unavailable
-        pass
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
