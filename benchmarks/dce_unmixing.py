@@ -33,7 +33,11 @@ RECIPES: dict[str, dict] = {
     "learn-noise": {"noise": "learn"},
     "raw-scale": {"standardize": "none", "monotone": True},
     "wide-encoder": {"encoder_hidden": (256, 256), "mc_samples": 4},
+    "prior-learn": {"prior": "learn"},
+    "prior-learn-monotone": {"prior": "learn", "monotone": True},
+    "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
+    "vasca-prior-learn": {"prior": "learn"},
 }
 
 
@@ -57,8 +61,7 @@ def run_one(method: str, recipe: str, scene, seed: int, max_epochs: int) -> dict
     config: dict = {"latent_dim": scene.truth.n_components, "seed": seed}
     if method in ("nisca", "vasca"):
         config.update(max_epochs=max_epochs, patience=max(10, max_epochs // 5), device="cpu")
-        if method == "nisca":
-            config.update(RECIPES[recipe])
+        config.update(RECIPES[recipe])
     start = time.perf_counter()
     result = fit(method, scene, config, progress_bar=False)
     return {"rmse": float(result.metrics["abundance_rmse"]), "val_loss": float(result.metrics.get("val_loss", np.nan)),
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             built = scenes(mixing, seed, args.snr)
             for route in args.routes:
                 scene = built[route]
-                jobs = [(m, m) for m in LINEAR] + [("vasca" if r == "vasca" else "nisca", r) for r in args.recipes]
+                jobs = [(m, m) for m in LINEAR] + [("vasca" if r.startswith("vasca") else "nisca", r) for r in args.recipes]
                 for method, recipe in jobs:
                     row = {"mixing": mixing, "seed": seed, "route": route, "method": method, "recipe": recipe,
                            "snr_db": args.snr, "max_epochs": args.max_epochs,
@@ -125,7 +128,8 @@ def summarize(rows: list[dict], args: argparse.Namespace) -> str:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    frame["name"] = np.where(frame["method"] == "nisca", "nisca:" + frame["recipe"], frame["method"])
+    frame["name"] = np.where(frame["method"].isin(["nisca", "vasca"]), frame["method"] + ":" + frame["recipe"],
+                             frame["method"])
     columns = [(m, r) for m in args.mixing for r in args.routes]
     lines = ["| method | " + " | ".join(f"{m} / {r}" for m, r in columns) + " |",
              "|---|" + "---|" * len(columns)]

@@ -103,6 +103,26 @@ def vca(Y: np.ndarray, K: int, seed: int = 0, snr_db: float | None = None) -> tu
     return denoised[:, indices], indices
 
 
+def vca_max_volume(Y: np.ndarray, K: int, seed: int = 0, restarts: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """VCA run `restarts` times (the first with `seed` itself) keeping the endmembers whose simplex has the
+    largest volume in the data's (K-1)-dimensional principal subspace. VCA's random directions sometimes
+    pick two pixels of one class and miss a rare one; the largest simplex is the usual remedy (Nascimento
+    and Bioucas-Dias 2005 pick pure pixels by volume too). Used for NISCA's warm start."""
+    data = np.asarray(Y, dtype=np.float64)
+    mean = data.mean(axis=0)
+    rows = data if len(data) <= 50_000 else data[np.random.default_rng(seed).choice(len(data), 50_000, replace=False)]
+    basis = np.linalg.svd(rows - mean, full_matrices=False)[2][: K - 1]
+    seeds = [seed, *np.random.default_rng(seed).integers(0, 2**31 - 1, size=max(restarts, 1) - 1).tolist()]
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for draw in seeds:
+        endmembers, indices = vca(data, K, seed=int(draw))
+        vertices = (endmembers.T - mean) @ basis.T  # (K, K-1)
+        volume = abs(float(np.linalg.det(vertices[1:] - vertices[0])))
+        if best is None or volume > best[0]:
+            best = (volume, endmembers, indices)
+    return best[1], best[2]
+
+
 def run(scene: Scene, config: VcaConfig, context: FitContext) -> MethodOutput:
     """VCA endmembers, FCLS abundances (exactly on the simplex)."""
     K = int(config.latent_dim)

@@ -92,7 +92,8 @@ def build_semireal_urban(
     rng = np.random.default_rng(int(seed))
     mapped = apply_nonlinearity(nonlinearity, np.vstack([mixing.T, linear]), rng)  # one draw of f for both
     endmembers, clean = mapped[:latent_dim].T, mapped[latent_dim:]
-    Y, noise_variance = add_noise(clean, snr_db, rng)
+    Y, noise_variances = add_noise(clean, snr_db, rng)
+    noise_variance = float(noise_variances[0])  # white: one variance for every band
 
     provenance: dict[str, Any] = {
         "generator": "nisca.data.semireal.build_semireal_urban",

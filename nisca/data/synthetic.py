@@ -138,21 +138,34 @@ def apply_nonlinearity(name: str, linear: np.ndarray, rng: np.random.Generator) 
     return np.asarray(make_nonlinearity(name, linear, rng)(linear), dtype=np.float64)
 
 
-def add_noise(clean: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """White Gaussian noise at `snr_db` from the signal power: s2 = mean_i ||x_i||^2 / N / 10^(SNR/10).
+NOISE_REFERENCES = ("total", "channel")
 
+
+def add_noise(
+    clean: np.ndarray, snr_db: float | None, rng: np.random.Generator, reference: str = "total"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian noise at `snr_db`; returns the noisy data and the per-channel noise variances (N,).
+
+    reference "total" (MODEL.md): one white variance from the whole signal power,
+    s2 = mean_i ||x_i||^2 / N / 10^(SNR/10). reference "channel": each channel at the SNR of its own
+    signal variance, s2_n = var_i(x_in) / 10^(SNR/10), so that no channel is drowned by a louder one.
     `snr_db` None or +inf means noiseless (s2 = 0, the input returned as a copy).
     """
     clean = _as_2d(clean, "clean signal")
     snr = _check_snr(snr_db)
-    if snr is None:
-        return clean.copy(), 0.0
+    if reference not in NOISE_REFERENCES:
+        raise DataError(f"noise reference must be one of {', '.join(NOISE_REFERENCES)}, got {reference!r}")
     n_channels = clean.shape[1]
-    signal_power = float(np.mean(np.sum(clean**2, axis=1)))
-    s2 = signal_power / n_channels / 10.0 ** (snr / 10.0)
-    if not math.isfinite(s2):
-        raise DataError(f"signal power {signal_power:.3g} too large for a finite noise variance")
-    return clean + rng.normal(0.0, math.sqrt(s2), size=clean.shape), s2
+    if snr is None:
+        return clean.copy(), np.zeros(n_channels)
+    if reference == "total":
+        signal_power = float(np.mean(np.sum(clean**2, axis=1)))
+        s2 = np.full(n_channels, signal_power / n_channels / 10.0 ** (snr / 10.0))
+    else:
+        s2 = clean.var(axis=0) / 10.0 ** (snr / 10.0)
+    if not np.isfinite(s2).all():
+        raise DataError("signal power too large for a finite noise variance")
+    return clean + rng.normal(0.0, 1.0, size=clean.shape) * np.sqrt(s2), s2
 
 
 def simulate_pnl(
@@ -165,14 +178,18 @@ def simulate_pnl(
     mixing_scale: float | None = None,
     *,
     pure_pixels: bool = False,
+    noise_reference: str = "total",
 ) -> Scene:
     """A post-nonlinear simplex mixture scene with its full truth.
 
     channels N, latent_dim K (2 <= K <= N, so that A can have full column rank), samples T pixels.
     mixing_scale None takes the generator's own (5 for "original", else 10). pure_pixels=True
     replaces K randomly chosen samples by the simplex vertices e_k (for pure-pixel baselines).
+    noise_reference "total" sets one noise variance from the total signal power (MODEL.md); "channel"
+    gives every channel the SNR of its own signal variance (see `add_noise`).
     Truth: abundances z (T, K), endmembers f(A e_k) (N, K), linear_mixture A z (T, N), mixing A
-    (N, K), the nonlinearity's name and the noise variance s2.
+    (N, K), the nonlinearity's name and the noise variance s2 (the mean over channels; the per-channel
+    values are in the provenance's "noise_variance_per_channel").
     """
     spec = _nonlinearity(nonlinearity)
     for label, value, minimum in (("channels", channels, 1), ("latent_dim", latent_dim, 2), ("samples", samples, 2)):
@@ -203,7 +220,8 @@ def simulate_pnl(
             f"simulate_pnl: f(A z) overflowed for nonlinearity {nonlinearity!r} at mixing_scale {scale:g}; "
             "use a smaller mixing_scale"
         )
-    Y, s2 = add_noise(clean, snr, rng)
+    Y, s2_channels = add_noise(clean, snr, rng, noise_reference)
+    s2 = float(s2_channels.mean())
 
     provenance: dict[str, Any] = {
         "generator": "nisca.data.synthetic.simulate_pnl",
@@ -217,8 +235,10 @@ def simulate_pnl(
         "mixing_scale": scale,
         "pure_pixels": bool(pure_pixels),
         "noise_variance": s2,
+        "noise_reference": noise_reference,
+        "noise_variance_per_channel": s2_channels.tolist(),
     }
-    snr_label = "inf" if snr is None else f"{snr:g}"
+    snr_label = ("inf" if snr is None else f"{snr:g}") + ("" if noise_reference == "total" else "ch")
     return Scene(
         Y=Y,
         name=f"pnl-{nonlinearity}-N{channels}-K{latent_dim}-T{samples}-snr{snr_label}-seed{seed}",

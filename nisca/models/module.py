@@ -4,9 +4,14 @@
     sample   u = mu + s * eps, z = softmax([u, 0])
     decoder  z -> f(A z)                      A: linear K -> N without bias; f: ChannelwiseMLP (NISCA)
                                               or the identity (VASCA)
-    loss     mean_r [ sum_n (x_n - f_n(A z_r))^2 / (2 s2_n) + (1/2) sum_n log(2 pi s2_n) + log q(z_r|x) ]
+    loss     mean_r [ sum_n (x_n - f_n(A z_r))^2 / (2 s2_n) + (1/2) sum_n log(2 pi s2_n) + log q(z_r|x)
+                      - log p(z_r) ]
 
-The loss is the per-pixel negative ELBO in nats (the flat Dirichlet(1) prior adds a constant only). For
+The loss is the per-pixel negative ELBO in nats. With the flat Dirichlet(1) prior (MODEL.md, the default
+`prior="flat"`) log p(z) is a constant and is dropped. `prior="learn"` puts a Dirichlet(alpha) prior on z
+and learns alpha (K concentrations) with the decoder: empirical Bayes, blind to the truth. Scenes with many
+pure pixels (smooth tissue maps, hyperspectral regions) have alpha < 1; under the flat prior the ELBO
+pushes the simplex vertices outwards past those pixels' noise clouds, which costs accuracy. For
 a fixed s2 it is MODEL.md's loss divided by 2*s2 plus a constant, so both have the same minimiser, and
 with s2 learned it is the un-scaled negative ELBO. The module works on scaled data x = (Y - offset) /
 scale; `offset` and `scale` are buffers, so a checkpoint is self-contained.
@@ -22,7 +27,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from nisca.models.layers import MLP, ChannelwiseMLP
-from nisca.models.simplex import additive_logistic, logistic_normal_log_density, sample_logits
+from nisca.models.simplex import (
+    additive_logistic,
+    log_additive_logistic,
+    logistic_normal_log_density,
+    sample_logits,
+)
 
 MIN_SCALE = 1e-4  # floor of the posterior scale s(x)
 
@@ -40,6 +50,7 @@ class VariationalSimplexModule(nn.Module):
         learn_noise: bool = False,
         offset: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
+        learn_prior: bool = False,
     ) -> None:
         super().__init__()
         self.n_channels, self.latent_dim = int(n_channels), int(latent_dim)
@@ -53,6 +64,9 @@ class VariationalSimplexModule(nn.Module):
             self.log_noise_variance = nn.Parameter(torch.log(variance.mean()).reshape(1))
         else:
             self.register_buffer("fixed_noise_variance", variance)
+        self.learn_prior = bool(learn_prior)
+        if self.learn_prior:  # log alpha, one per component; alpha = 1 (flat) at the start
+            self.log_concentration = nn.Parameter(torch.zeros(K))
         self.register_buffer("offset", torch.zeros(N) if offset is None else torch.as_tensor(offset).float())
         self.register_buffer("scale", torch.ones(N) if scale is None else torch.as_tensor(scale).float())
 
@@ -62,6 +76,20 @@ class VariationalSimplexModule(nn.Module):
         if self.learn_noise:
             return torch.exp(self.log_noise_variance).expand(self.n_channels)
         return self.fixed_noise_variance
+
+    def concentration(self) -> torch.Tensor:
+        """The Dirichlet prior's alpha (K,): learned, or all ones for the flat prior."""
+        if self.learn_prior:
+            return torch.exp(self.log_concentration)
+        return torch.ones(self.latent_dim, device=self.offset.device)
+
+    def log_prior(self, u: torch.Tensor) -> torch.Tensor:
+        """log Dirichlet(z; alpha) at z = softmax([u, 0]) (on z's first K-1 coordinates); 0 when flat."""
+        if not self.learn_prior:
+            return torch.zeros(u.shape[:-1], device=u.device)
+        alpha = self.concentration()
+        log_norm = torch.lgamma(alpha.sum()) - torch.lgamma(alpha).sum()
+        return log_norm + ((alpha - 1.0) * log_additive_logistic(u)).sum(-1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu and s (both (batch, K-1)) of the logistic-normal posterior q(z|x)."""
@@ -91,10 +119,12 @@ class VariationalSimplexModule(nn.Module):
         log_q = logistic_normal_log_density(u.float(), mu.float(), scale.float())
         reconstruction = nll.mean()
         log_posterior = log_q.mean()
+        log_prior = self.log_prior(u.float()).mean()
         return {
-            "loss": reconstruction + log_posterior,
+            "loss": reconstruction + log_posterior - log_prior,
             "nll": reconstruction,
             "log_q": log_posterior,
+            "log_prior": log_prior,
             "mse": squared.mean(),
         }
 

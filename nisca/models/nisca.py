@@ -65,11 +65,12 @@ def _noise_variance(Y: np.ndarray, config: VariationalConfig) -> float:
 
 
 def _initial_mixing(Y: np.ndarray, config: VariationalConfig, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """A (N, K) in scaled units: VCA's endmembers, or standard normal entries."""
+    """A (N, K) in scaled units: VCA's endmembers (largest simplex of `vca_restarts` runs), or standard
+    normal entries."""
     if config.init == "vca":
-        from nisca.baselines.vca import vca
+        from nisca.baselines.vca import vca_max_volume
 
-        endmembers, _ = vca(Y, config.latent_dim, seed=config.seed)
+        endmembers, _ = vca_max_volume(Y, config.latent_dim, seed=config.seed, restarts=config.vca_restarts)
         return (np.asarray(endmembers, dtype=np.float64) - offset[:, None]) / scale[:, None]
     rng = np.random.default_rng(config.seed)
     return rng.standard_normal((Y.shape[1], config.latent_dim))

@@ -50,10 +50,13 @@ class VariationalConfig(BaseConfig):
     inference_samples: samples for the posterior-mean abundances.
     noise: 'estimate' (residual of a rank-(K-1) affine fit, nisca.models.noise), 'given' (noise_variance,
       in data units) or 'learn' (s2 learned jointly, un-scaled negative ELBO).
+    prior: 'flat' (Dirichlet(1), MODEL.md) or 'learn' (Dirichlet(alpha), alpha learned by the ELBO: fits
+      scenes with many pure pixels, see nisca.models.module).
     standardize: 'channel' (centre and scale each channel to unit variance; the noise variance is scaled
       with it, so the likelihood is unchanged), 'global' (one scale for all channels) or 'none'.
     init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity)
-      or 'random' (standard normal entries, the thesis' start).
+      or 'random' (standard normal entries, the thesis' start). vca_restarts: VCA runs for the warm start;
+      the largest simplex is kept (nisca.baselines.vca.vca_max_volume).
     device: 'auto' (CUDA when present), 'cpu' or 'cuda'. precision: 'auto' (bf16-mixed on a CUDA device
       that supports it for scenes of 64+ channels, else 32-true), '32-true', 'bf16-mixed', '16-mixed'.
     """
@@ -63,6 +66,7 @@ class VariationalConfig(BaseConfig):
     inference_samples: int = 64
     noise: Literal["estimate", "given", "learn"] = "estimate"
     noise_variance: float | None = None
+    prior: Literal["flat", "learn"] = "flat"
     lr_encoder: float = 1e-2
     lr_decoder: float = 3e-3
     batch_size: int = 100
@@ -71,6 +75,7 @@ class VariationalConfig(BaseConfig):
     val_fraction: float = 0.1
     standardize: Literal["channel", "global", "none"] = "channel"
     init: Literal["vca", "random"] = "vca"
+    vca_restarts: int = 8
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     num_workers: int = 0
@@ -89,6 +94,7 @@ class VariationalConfig(BaseConfig):
             (self.inference_samples >= 1, "inference_samples must be >= 1"),
             (self.inference_batch_size >= 1, "inference_batch_size must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
+            (self.vca_restarts >= 1, "vca_restarts must be >= 1"),
             (all(h >= 1 for h in self.encoder_hidden), "encoder_hidden sizes must be >= 1"),
             (self.noise != "given" or (self.noise_variance is not None and self.noise_variance > 0),
              "noise='given' needs noise_variance > 0 (in the data's units)"),
@@ -164,6 +170,7 @@ def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequen
         nonlinearity=nonlinearity,
         noise_variance=torch.tensor(list(noise_variance), dtype=torch.float32),
         learn_noise=config["noise"] == "learn",
+        learn_prior=config.get("prior", "flat") == "learn",
     )
 
 

@@ -100,10 +100,30 @@ def test_add_noise_none_and_inf_are_noiseless():
     clean = np.ones((10, 3))
     for snr in (None, float("inf")):
         out, s2 = add_noise(clean, snr, np.random.default_rng(0))
-        assert s2 == 0.0
+        np.testing.assert_array_equal(s2, np.zeros(3))
         np.testing.assert_array_equal(out, clean)
     out, s2 = add_noise(clean, 0.0, np.random.default_rng(0))
-    assert s2 == pytest.approx(1.0) and not np.array_equal(out, clean)
+    np.testing.assert_allclose(s2, np.ones(3))
+    assert not np.array_equal(out, clean)
+
+
+def test_channel_noise_reference_gives_every_channel_its_own_snr():
+    """The thesis generator drowns the tanh/sigmoid channels under the exp channel's power with one white
+    variance; the 'channel' reference puts every channel at the stated SNR of its own signal variance."""
+    clean = simulate_pnl(3, 3, 20000, None, "thesis", seed=0)
+    total = simulate_pnl(3, 3, 20000, 20.0, "thesis", seed=0)
+    channel = simulate_pnl(3, 3, 20000, 20.0, "thesis", seed=0, noise_reference="channel")
+    signal_var = clean.Y.astype(np.float64).var(axis=0)
+
+    def per_channel_snr(scene):
+        noise = scene.Y.astype(np.float64) - clean.Y.astype(np.float64)
+        return 10 * np.log10(signal_var / noise.var(axis=0))
+
+    np.testing.assert_allclose(per_channel_snr(channel), 20.0, atol=0.2)
+    assert per_channel_snr(total).min() < 0.0  # the drowned channels of the verbatim generator
+    np.testing.assert_allclose(channel.provenance["noise_variance_per_channel"], signal_var / 100, rtol=1e-6)
+    with pytest.raises(DataError, match="noise reference"):
+        simulate_pnl(3, 3, 100, 20.0, "thesis", seed=0, noise_reference="band")
 
 
 def test_seeds_are_honoured_including_zero():
