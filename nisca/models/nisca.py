@@ -132,6 +132,8 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
         "noise_variance": float(np.mean(noise)),
         "epochs": float(trainer.current_epoch),
     }
+    if plan.module.learn_prior:  # the learned Dirichlet concentration, mean over components (below 1: sparse)
+        metrics["prior_concentration"] = float(plan.module.concentration().detach().mean())
     nonlinear = isinstance(config, NiscaConfig)
     return MethodOutput(
         abundances=estimates["abundances"],

@@ -205,12 +205,15 @@ class SimplexTrainingPlan(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam: the encoder at lr_encoder, the decoder (A, f, s2) at lr_decoder; the prior's concentration,
+        one scalar per component, at lr_encoder so that it keeps pace with the posterior it summarises."""
         encoder = list(self.module.encoder.parameters())
-        encoder_ids = {id(p) for p in encoder}
-        decoder = [p for p in self.module.parameters() if id(p) not in encoder_ids]
+        prior = [self.module.log_concentration] if self.module.learn_prior else []
+        fast_ids = {id(p) for p in encoder + prior}
+        decoder = [p for p in self.module.parameters() if id(p) not in fast_ids]
         return torch.optim.Adam(
             [
-                {"params": encoder, "lr": self.config["lr_encoder"]},
+                {"params": encoder + prior, "lr": self.config["lr_encoder"]},
                 {"params": decoder, "lr": self.config["lr_decoder"]},
             ]
         )

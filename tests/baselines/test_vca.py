@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nisca.baselines.vca import estimate_snr, vca
+from nisca.baselines.vca import estimate_snr, vca, vca_max_volume
 from nisca.data.scene import Scene, Truth
 from nisca.data.synthetic import simulate_pnl
 from nisca.fit import fit
@@ -64,3 +64,22 @@ def test_vca_seed_is_honoured():
     first, second = vca(scene.Y, 3, seed=0), vca(scene.Y, 3, seed=0)
     np.testing.assert_array_equal(first[1], second[1])
     np.testing.assert_array_equal(first[0], second[0])
+
+
+def _volume(Y: np.ndarray, endmembers: np.ndarray) -> float:
+    mean = Y.mean(axis=0)
+    basis = np.linalg.svd(Y - mean, full_matrices=False)[2][: endmembers.shape[1] - 1]
+    vertices = (endmembers.T - mean) @ basis.T
+    return abs(float(np.linalg.det(vertices[1:] - vertices[0])))
+
+
+def test_vca_max_volume_keeps_the_largest_simplex_of_its_restarts():
+    scene = simulate_pnl(12, 4, 800, 15.0, "linear", seed=3)
+    Y = scene.Y.astype(np.float64)
+    single = vca(Y, 4, seed=5)
+    once = vca_max_volume(Y, 4, seed=5, restarts=1)
+    np.testing.assert_array_equal(once[1], single[1])  # one restart is plain VCA with that seed
+    best, _ = vca_max_volume(Y, 4, seed=5, restarts=6)
+    volumes = [_volume(Y, vca(Y, 4, seed=s)[0]) for s in range(12)]
+    assert _volume(Y, best) >= _volume(Y, single[0])
+    assert _volume(Y, best) >= np.median(volumes)

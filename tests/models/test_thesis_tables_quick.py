@@ -45,3 +45,20 @@ def test_table_cells_report_mean_and_std_over_seeds(thesis_tables):
              "r2_nonlinearity": 0.9} for value in (0.01, 0.03)]
     text = thesis_tables.markdown(rows, ["nisca"], [10.0])
     assert "| nisca | 2.00e-02 ± 1.00e-02 [2.82e-02] |" in text
+
+
+def test_channel_noise_variant_with_overrides_and_classic_rows(thesis_tables, tmp_path):
+    out = tmp_path / "channel.md"
+    argv = ["--quick", "--methods", "nisca", "vca", "--noise-reference", "channel", "--set", "noise=learn",
+            "--set", "patience=2", "--out", str(out)]
+    assert thesis_tables.main(argv) == 0
+    text = out.read_text()
+    assert "noise reference 'channel'" in text and "noise=learn, patience=2" in text
+    assert "Per-channel SNR of the nonlinear scenes" in text
+    snr_line = next(line for line in text.splitlines() if line.startswith("- 20 dB: seed 0:"))
+    assert all(abs(float(v) - 20.0) <= 1.0 for v in snr_line.split(": ")[-1].split(" / "))
+    with out.with_suffix(".csv").open() as handle:
+        methods = {row["method"] for row in csv.DictReader(handle)}
+    assert methods == {"nisca", "vca"}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        thesis_tables.main(["--quick", "--set", "noise"])
