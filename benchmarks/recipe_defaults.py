@@ -6,7 +6,10 @@ Recipes (settings over NiscaConfig's defaults):
     default        per-channel scaling, A from VCA, residual f(y) = y + g(y), decoder lr 3e-3
     default-global the default with one global scale for all channels
     default-learn  the default with the noise variance learned instead of estimated
-Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 and linear N=K=3 at 20 dB, random_monotone
+    default-prior  the default with the Dirichlet prior's concentration learned (`prior: learn`)
+    learn-prior    noise variance and prior concentration both learned
+Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
+of every channel) and linear N=K=3 at 20 dB, random_monotone
 N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
 validation loss; truth is used only to score).
 
@@ -27,9 +30,12 @@ RECIPES: dict[str, dict[str, object]] = {
     "default": {},
     "default-global": {"standardize": "global"},
     "default-learn": {"noise": "learn"},
+    "default-prior": {"prior": "learn"},
+    "learn-prior": {"noise": "learn", "prior": "learn"},
 }
-SCENES = {  # name -> (nonlinearity, channels, K, snr)
+SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),
+    "thesis 3x3 per-channel SNR": ("thesis", 3, 3, 20.0, "channel"),
     "linear 3x3": ("linear", 3, 3, 20.0),
     "random_monotone 16x4": ("random_monotone", 16, 4, 20.0),
     "original 6x4": ("original", 6, 4, 20.0),
@@ -47,8 +53,9 @@ def run_one(task: tuple[str, str, int, int, int]) -> tuple[str, str, int, float,
     from nisca.data.synthetic import simulate_pnl
 
     scene_name, recipe, seed, samples, epochs = task
-    nonlinearity, channels, K, snr = SCENES[scene_name]
-    scene = simulate_pnl(channels, K, samples, snr, nonlinearity=nonlinearity, seed=seed)
+    nonlinearity, channels, K, snr, *reference = SCENES[scene_name]
+    scene = simulate_pnl(channels, K, samples, snr, nonlinearity=nonlinearity, seed=seed,
+                         noise_reference=reference[0] if reference else "total")
     start = time.perf_counter()
     result = fit("nisca", scene, {**RECIPES[recipe], "seed": seed, "max_epochs": epochs}, progress_bar=False)
     return (scene_name, recipe, seed, result.metrics["abundance_mse"], result.metrics["r2_nonlinearity"],

@@ -20,6 +20,7 @@ whose numbers mean nothing. --max-epochs caps NISCA, VASCA and CNAE (default: ea
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -96,9 +97,12 @@ def _subsample(item: RealScene, n_pixels: int) -> RealScene:
     return RealScene(item.name, small, truths)
 
 
-def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_epochs: int | None) -> list[dict]:
-    """One fit per (scene, method, seed); one row per truth version it is scored against."""
+def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_epochs: int | None,
+              overrides: dict[str, object] | None = None) -> list[dict]:
+    """One fit per (scene, method, seed); one row per truth version it is scored against. `overrides` are
+    config keys set on every trained method that has them (e.g. {"prior": "learn"})."""
     from nisca.fit import fit
+    from nisca.methods import get_method
     from nisca.metrics import score
 
     rows = []
@@ -109,6 +113,9 @@ def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_
                 config = {"latent_dim": K, "seed": seed}
                 if method in TRAINED and max_epochs is not None:
                     config["max_epochs"] = max_epochs
+                if method in TRAINED and overrides:
+                    fields = get_method(method).load().CONFIG.__dataclass_fields__
+                    config.update({key: value for key, value in overrides.items() if key in fields})
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # identifiability / convergence notes: K, N are stated
                     result = fit(method, item.scene, config, progress_bar=False)
@@ -165,6 +172,16 @@ def markdown(rows: list[dict], command: str, seeds: list[int], quick: bool) -> s
     return "\n".join(lines) + "\n"
 
 
+def _override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise NiscaError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     from nisca.methods import METHODS
 
@@ -176,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-seed rows here")
+    parser.add_argument("--scenes", default=None, help="comma-separated name prefixes (e.g. Samson); default all")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config key for the trained methods that have it (value parsed as JSON)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
@@ -184,9 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             raise NiscaError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
         seeds = [0] if args.quick else list(range(args.seeds))
         max_epochs = 1 if args.quick else args.max_epochs
+        overrides = dict(_override(text) for text in args.overrides)
         items = load_real_scenes(args.data, args.quick)
+        if args.scenes:
+            prefixes = tuple(name.strip() for name in args.scenes.split(",") if name.strip())
+            items = [item for item in items if item.name.startswith(prefixes)]
+            if not items:
+                raise NiscaError(f"no scene matches --scenes {args.scenes!r}")
         start = time.perf_counter()
-        rows = run_study(items, methods, seeds, max_epochs)
+        rows = run_study(items, methods, seeds, max_epochs, overrides)
     except NiscaError as error:
         print(f"real_scenes: error: {error}", file=sys.stderr)
         return 2

@@ -32,19 +32,40 @@ class MLP(nn.Sequential):
 
 
 DENSE_LIMIT = 100_000  # batch x channels x hidden below which the dense form is faster (decoder benchmark)
+GRID_PROBE_LIMIT = 8  # most knots in one grid cell for the CPU bucketing; beyond it torch.searchsorted
 
 
-def _merged_order(knots: torch.Tensor, yt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort each channel's H knots and B inputs together: the order (N, H+B) and every entry's rank."""
-    order = torch.cat([knots, yt], dim=-1).argsort(dim=-1)  # ties between a knot and an input: measure zero
-    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device)
-                                            .expand_as(order).contiguous())
-    return order, rank
+def _bucketize(sorted_knots: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+    """For every input (N, B) the number of its channel's sorted knots (N, H) strictly left of it.
 
-
-def _sorted_cumsum(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Cumulative sums of values (..., N, H+B) taken in the merged order of each channel."""
-    return values.gather(-1, order.expand_as(values)).cumsum(-1)
+    torch.searchsorted, except on CPU in float32/64, where its binary search per input is slow: there the
+    range of each channel's inputs is cut into H equal cells; a count of the knots per cell gives every
+    input the index of the first knot in its cell, and a few vectorised steps over the knots inside the
+    cell (their number bounded by GRID_PROBE_LIMIT) finish the count. The cell is a monotone function of
+    the value, computed identically for knots and inputs, so the count is exact.
+    """
+    if yt.device.type != "cpu" or yt.dtype not in (torch.float32, torch.float64) or yt.shape[1] == 0:
+        return torch.searchsorted(sorted_knots, yt)
+    N, H = sorted_knots.shape
+    lo, hi = yt.aminmax(dim=-1)
+    span = hi - lo
+    if not bool(span.isfinite().all()):  # inf/NaN inputs
+        return torch.searchsorted(sorted_knots, yt)
+    cells = H
+    lo, scale = lo.unsqueeze(1), (cells / span.clamp_min_(1e-30)).unsqueeze(1)
+    width = cells + 3  # cells 0..cells hold the inputs (hi may land on `cells`), two more for knots outside
+    offset = torch.arange(0, N * width, width, device=yt.device).unsqueeze(1)
+    knot_cell = (sorted_knots - lo).mul_(scale).clamp_(-1.0, cells + 1.0).floor_().long().add_(offset + 1)
+    counts = torch.bincount(knot_cell.view(-1), minlength=N * width).view(N, width)
+    probes = int(counts[:, 1:-1].max())  # most knots in a cell that holds inputs
+    if probes > GRID_PROBE_LIMIT:
+        return torch.searchsorted(sorted_knots, yt)
+    input_cell = (yt - lo).mul_(scale).clamp_(-1.0, cells + 1.0).floor_().long().add_(offset)
+    position = counts.cumsum_(-1).view(-1)[input_cell]  # knots in the cells left of each input's cell
+    padded = torch.cat([sorted_knots, sorted_knots.new_full((N, 1), float("inf"))], dim=-1)
+    for _ in range(probes):
+        position += padded.gather(-1, position) < yt
+    return position
 
 
 class PiecewiseLinearReLU(torch.autograd.Function):
@@ -52,49 +73,60 @@ class PiecewiseLinearReLU(torch.autograd.Function):
     hidden tensor.
 
     A one-hidden-layer ReLU network of a scalar is piecewise linear: unit h is active right of its knot
-    t = -b1/w1 when w1 > 0, left of it when w1 < 0 (always or never when w1 = 0). Sorting each channel's
-    knots together with its B inputs once, prefix sums give every input the slope and intercept of its
-    active units (forward), and every knot the sums of g and g*y over the inputs on its active side
-    (backward: the gradients of w1, b1, w2). Cost O(N (H + B) log(H + B)) instead of O(N B H). Equal to
-    the dense form up to float rounding (tests/models/test_layers.py).
+    t = -b1/w1 when w1 > 0, left of it when w1 < 0 (w1 = 0: knot -inf or +inf, always or never active).
+    Forward: sort each channel's H knots (starting from `order_hint`, the order of the previous call, which
+    is nearly sorted while training), find every input's bucket among them (`_bucketize`), and read the
+    slope and intercept of its active units from prefix sums over the sorted knots. Backward: the sums of g
+    and g*y over the inputs of every bucket (index_add), prefix-summed, give every knot the sums over the
+    inputs on its active side: the gradients of w1, b1, w2. Cost O(N H log H + N B log H) instead of
+    O(N B H). Equal to the dense form up to float rounding (tests/models/test_layers.py). Returns the
+    output and the knot order (pass it back as order_hint).
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, y, w1, b1, w2, b2):
+    def forward(ctx, y, w1, b1, w2, b2, order_hint=None):
+        N, H = w1.shape
         yt = y.T.contiguous()  # (N, B)
-        H = w1.shape[-1]
-        positive, negative = w1 > 0, w1 < 0
-        knots = torch.where(w1 == 0, torch.full_like(w1, -float("inf")), -b1 / torch.where(w1 == 0, 1.0, w1))
-        order, rank = _merged_order(knots, yt)
-        zeros = torch.zeros_like(yt)
-        slope, intercept = w2 * w1, w2 * b1
-        parts = torch.stack([torch.cat([torch.where(mask, term, 0.0), zeros], dim=-1)
-                             for mask in (positive, negative) for term in (slope, intercept)])
-        prefix = _sorted_cumsum(parts, order)  # (4, N, H+B)
-        at_y = prefix.gather(-1, rank[:, H:].expand(4, -1, -1))  # sums over knots left of each y
-        left_w, left_b, neg_w_left, neg_b_left = at_y
-        always = torch.where((w1 == 0) & (b1 > 0), intercept, 0.0).sum(-1, keepdim=True)
-        sums_w = left_w + prefix[2, :, -1:] - neg_w_left
-        sums_b = left_b + prefix[3, :, -1:] - neg_b_left + always
-        ctx.save_for_backward(yt, w1, b1, w2, sums_w, order, rank)
-        return (yt * sums_w + sums_b + b2.unsqueeze(1)).T
+        w1 = w1 + 0.0  # -0.0 -> +0.0: a unit with w1 = 0 counts as rising, knot -inf (b1 > 0) or +inf
+        knots = (b1 / w1).neg_().nan_to_num_(0.0, float("inf"), -float("inf"))  # w1 = b1 = 0: contributes 0
+        if order_hint is not None and order_hint.shape == knots.shape and order_hint.device == knots.device:
+            sorted_knots, inner = knots.gather(-1, order_hint).sort(dim=-1)
+            order = order_hint.gather(-1, inner)
+        else:
+            sorted_knots, order = knots.sort(dim=-1)
+        bucket = _bucketize(sorted_knots, yt)  # (N, B) in 0..H
+        sign = torch.ones_like(w1).copysign_(w1)  # +1: active right of the knot, -1: left of it
+        terms = torch.stack([w1, b1]).mul_(w2)  # (2, N, H): slope and intercept of every active unit
+        change = terms.new_empty(2, N, H + 1)  # unsorted; column H: the units active left of all knots
+        torch.mul(terms, sign, out=change[..., :H])  # what passing the knot left to right adds
+        torch.sum(terms - change[..., :H], dim=-1, out=change[..., H]).mul_(0.5)
+        padded_order = torch.cat([order.new_full((N, 1), H), order], dim=-1)
+        table = change.gather(-1, padded_order.expand(2, N, H + 1)).cumsum_(-1)  # per bucket (2, N, H+1)
+        slope, intercept = table.gather(-1, bucket.expand(2, N, -1))
+        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(H, device=order.device).expand(N, H))
+        ctx.save_for_backward(yt, w1, b1, w2, slope, bucket, rank, sign)
+        ctx.mark_non_differentiable(order)
+        return intercept.addcmul_(yt, slope).add_(b2.unsqueeze(1)).T, order
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, grad_out):
-        yt, w1, b1, w2, sums_w, order, rank = ctx.saved_tensors
-        H = w1.shape[-1]
-        g = grad_out.T.contiguous()  # (N, B)
-        zeros = torch.zeros_like(w1)
-        parts = torch.stack([torch.cat([zeros, g], dim=-1), torch.cat([zeros, g * yt], dim=-1)])
-        prefix = _sorted_cumsum(parts, order)  # sums of g and g*y over the inputs left of each position
-        left = prefix.gather(-1, rank[:, :H].expand(2, -1, -1))  # (2, N, H) at every knot
-        total = prefix[:, :, -1:]
-        always = ((w1 == 0) & (b1 > 0)).unsqueeze(0)
-        active = torch.where(w1 > 0, total - left, torch.where(w1 < 0, left, torch.where(always, total, 0.0)))
-        g0, g1 = active[0], active[1]
-        return (g * sums_w).T, w2 * g1, w2 * g0, w1 * g1 + b1 * g0, g.sum(-1)
+    def backward(ctx, grad_out, _grad_order):
+        yt, w1, b1, w2, slope, bucket, rank, sign = ctx.saved_tensors
+        N, H = w1.shape
+        B = yt.shape[1]
+        g = grad_out.T  # (N, B)
+        src = yt.new_empty(2, N, B)
+        src[0] = g
+        torch.mul(g, yt, out=src[1])
+        rows = torch.arange(0, 2 * N * (H + 1), H + 1, device=yt.device).view(2, N, 1)
+        sums = yt.new_zeros(2 * N * (H + 1)).index_add_(0, (bucket + rows).view(-1), src.view(-1))
+        sums = sums.view(2, N, H + 1).cumsum_(-1)  # [..., j]: over the inputs left of sorted knot j; H: all
+        total = sums[..., H:]
+        left = sums.gather(-1, rank.expand(2, N, H))  # for every unit (unsorted), over the inputs left of it
+        active = torch.addcmul(total * (sign + 1.0).mul_(0.5), sign, left, value=-1.0)  # on its active side
+        g0, g1 = active
+        return (g * slope).T, w2 * g1, w2 * g0, torch.addcmul(b1 * g0, w1, g1), total[0, :, 0], None
 
 
 def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:
@@ -137,6 +169,7 @@ class ChannelwiseMLP(nn.Module):
         self.bias_in = nn.Parameter(bias_in)
         self.weight_out = nn.Parameter(weight_out)
         self.bias_out = nn.Parameter(bias_out)
+        self._knot_order: torch.Tensor | None = None  # the knots' last sort order: a hint for the next sort
 
     def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (N, H) input and output weights actually used (positive in monotone mode)."""
@@ -155,7 +188,9 @@ class ChannelwiseMLP(nn.Module):
         """The ReLU networks evaluated on sorted knots (no B x N x H tensor); f without the residual."""
         if self.monotone:
             raise ValueError("piecewise_forward needs ReLU units; the monotone variant uses tanh")
-        return PiecewiseLinearReLU.apply(y, self.weight_in, self.bias_in, self.weight_out, self.bias_out)
+        out, self._knot_order = PiecewiseLinearReLU.apply(y, self.weight_in, self.bias_in, self.weight_out,
+                                                          self.bias_out, self._knot_order)
+        return out
 
     def dense_forward(self, y: torch.Tensor) -> torch.Tensor:
         """All B x N x H hidden units materialised: the monotone tanh units, and small problems where the

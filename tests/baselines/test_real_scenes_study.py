@@ -47,3 +47,18 @@ def test_quick_run_writes_one_table_per_scene_and_truth_version(shared_data, tmp
 def test_unknown_method_is_one_line_error(tmp_path, capsys):
     assert _study().main(["--quick", "--methods", "vca,nope", "--data", str(tmp_path)]) == 2
     assert "unknown method(s) nope" in capsys.readouterr().err
+
+
+@pytest.mark.shared_data
+def test_scene_filter_and_config_overrides(shared_data, tmp_path):
+    csv = tmp_path / "rows.csv"
+    argv = ["--quick", "--methods", "vasca,vca", "--scenes", "Samson", "--set", "prior=learn",
+            "--data", str(shared_data), "--csv", str(csv)]
+    assert _study().main(argv) == 0
+    import pandas as pd
+
+    rows = pd.read_csv(csv)
+    assert set(rows.scene) == {"Samson"} and set(rows.method) == {"vasca", "vca"}
+    study = _study()
+    assert study.main(["--quick", "--scenes", "Nowhere", "--data", str(shared_data)]) == 2
+    assert study.main(["--quick", "--set", "prior", "--data", str(shared_data)]) == 2
