@@ -4,7 +4,9 @@ For N in {3, 16, 162, 224} channels, K = 5, 128 hidden units per channel, the de
 forward + backward (squared error against a random target) over one epoch of `--samples` pixels in
 batches of `--batch-size` (the fastest of `--repeats` epochs). Prints, per N and device: seconds per epoch, samples/s, the speed-up of the
 batched layer, and the memory saved for backward (bytes of tensors autograd keeps, measured with
-saved-tensor hooks; on CUDA also torch.cuda.max_memory_allocated).
+saved-tensor hooks; on CUDA also torch.cuda.max_memory_allocated). The weights are not updated, so the
+batched layer's knot sort starts from an already sorted order each step (in training, with the knots
+moving a little per step, it starts from a nearly sorted one; the first call sorts from scratch).
 
     python benchmarks/decoder_throughput.py                 # CPU (1 thread), and CUDA when present
 """

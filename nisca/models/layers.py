@@ -3,9 +3,11 @@
 `ChannelwiseMLP` holds N independent scalar networks R -> R with one hidden layer each (thesis: 128 ReLU
 units) and evaluates all of them at once: the weights are (N, H) tensors and there is no Python loop over
 channels. With ReLU units each f_n is piecewise linear with H knots, so the forward and backward passes
-work on the sorted knots and inputs of every channel (`PiecewiseLinearReLU`, O(N (B + H) log(B + H)))
-instead of materialising the B x N x H hidden activations; the monotone (tanh) variant uses the dense
-batched form. See benchmarks/decoder_throughput.py for the measured speed against a loop of N networks.
+sort every channel's knots (starting from the previous call's order, nearly sorted while training), find
+each input's bucket among them by binary search and use prefix sums over the buckets
+(`PiecewiseLinearReLU`, O(N (H + B) log H)) instead of materialising the B x N x H hidden activations;
+small problems (DENSE_LIMIT) and the monotone (tanh) variant use the dense batched form. See
+benchmarks/decoder_throughput.py for the measured speed against a loop of N networks.
 """
 
 from __future__ import annotations
@@ -31,41 +33,7 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-DENSE_LIMIT = 100_000  # batch x channels x hidden below which the dense form is faster (decoder benchmark)
-GRID_PROBE_LIMIT = 8  # most knots in one grid cell for the CPU bucketing; beyond it torch.searchsorted
-
-
-def _bucketize(sorted_knots: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
-    """For every input (N, B) the number of its channel's sorted knots (N, H) strictly left of it.
-
-    torch.searchsorted, except on CPU in float32/64, where its binary search per input is slow: there the
-    range of each channel's inputs is cut into H equal cells; a count of the knots per cell gives every
-    input the index of the first knot in its cell, and a few vectorised steps over the knots inside the
-    cell (their number bounded by GRID_PROBE_LIMIT) finish the count. The cell is a monotone function of
-    the value, computed identically for knots and inputs, so the count is exact.
-    """
-    if yt.device.type != "cpu" or yt.dtype not in (torch.float32, torch.float64) or yt.shape[1] == 0:
-        return torch.searchsorted(sorted_knots, yt)
-    N, H = sorted_knots.shape
-    lo, hi = yt.aminmax(dim=-1)
-    span = hi - lo
-    if not bool(span.isfinite().all()):  # inf/NaN inputs
-        return torch.searchsorted(sorted_knots, yt)
-    cells = H
-    lo, scale = lo.unsqueeze(1), (cells / span.clamp_min_(1e-30)).unsqueeze(1)
-    width = cells + 3  # cells 0..cells hold the inputs (hi may land on `cells`), two more for knots outside
-    offset = torch.arange(0, N * width, width, device=yt.device).unsqueeze(1)
-    knot_cell = (sorted_knots - lo).mul_(scale).clamp_(-1.0, cells + 1.0).floor_().long().add_(offset + 1)
-    counts = torch.bincount(knot_cell.view(-1), minlength=N * width).view(N, width)
-    probes = int(counts[:, 1:-1].max())  # most knots in a cell that holds inputs
-    if probes > GRID_PROBE_LIMIT:
-        return torch.searchsorted(sorted_knots, yt)
-    input_cell = (yt - lo).mul_(scale).clamp_(-1.0, cells + 1.0).floor_().long().add_(offset)
-    position = counts.cumsum_(-1).view(-1)[input_cell]  # knots in the cells left of each input's cell
-    padded = torch.cat([sorted_knots, sorted_knots.new_full((N, 1), float("inf"))], dim=-1)
-    for _ in range(probes):
-        position += padded.gather(-1, position) < yt
-    return position
+DENSE_LIMIT = 60_000  # batch x channels x hidden below which the dense form is faster (decoder benchmark)
 
 
 class PiecewiseLinearReLU(torch.autograd.Function):
@@ -75,12 +43,12 @@ class PiecewiseLinearReLU(torch.autograd.Function):
     A one-hidden-layer ReLU network of a scalar is piecewise linear: unit h is active right of its knot
     t = -b1/w1 when w1 > 0, left of it when w1 < 0 (w1 = 0: knot -inf or +inf, always or never active).
     Forward: sort each channel's H knots (starting from `order_hint`, the order of the previous call, which
-    is nearly sorted while training), find every input's bucket among them (`_bucketize`), and read the
+    is nearly sorted while training), find every input's bucket among them (torch.searchsorted), read the
     slope and intercept of its active units from prefix sums over the sorted knots. Backward: the sums of g
     and g*y over the inputs of every bucket (index_add), prefix-summed, give every knot the sums over the
-    inputs on its active side: the gradients of w1, b1, w2. Cost O(N H log H + N B log H) instead of
-    O(N B H). Equal to the dense form up to float rounding (tests/models/test_layers.py). Returns the
-    output and the knot order (pass it back as order_hint).
+    inputs on its active side: the gradients of w1, b1, w2, and every input its slope (the gradient of y).
+    Cost O(N (H + B) log H) instead of O(N B H). Equal to the dense form up to float rounding
+    (tests/models/test_layers.py). Returns the output and the knot order (pass it back as order_hint).
     """
 
     @staticmethod
@@ -89,13 +57,13 @@ class PiecewiseLinearReLU(torch.autograd.Function):
         N, H = w1.shape
         yt = y.T.contiguous()  # (N, B)
         w1 = w1 + 0.0  # -0.0 -> +0.0: a unit with w1 = 0 counts as rising, knot -inf (b1 > 0) or +inf
-        knots = (b1 / w1).neg_().nan_to_num_(0.0, float("inf"), -float("inf"))  # w1 = b1 = 0: contributes 0
+        knots = (b1 / w1).neg_().nan_to_num_(float("inf"), float("inf"), -float("inf"))  # w1 = b1 = 0: never
         if order_hint is not None and order_hint.shape == knots.shape and order_hint.device == knots.device:
             sorted_knots, inner = knots.gather(-1, order_hint).sort(dim=-1)
             order = order_hint.gather(-1, inner)
         else:
             sorted_knots, order = knots.sort(dim=-1)
-        bucket = _bucketize(sorted_knots, yt)  # (N, B) in 0..H
+        bucket = torch.searchsorted(sorted_knots, yt)  # (N, B): the number of knots left of each input
         sign = torch.ones_like(w1).copysign_(w1)  # +1: active right of the knot, -1: left of it
         terms = torch.stack([w1, b1]).mul_(w2)  # (2, N, H): slope and intercept of every active unit
         change = terms.new_empty(2, N, H + 1)  # unsorted; column H: the units active left of all knots

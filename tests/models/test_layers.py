@@ -58,6 +58,65 @@ def test_knot_sorted_gradients_equal_the_dense_form_in_float64():
         assert torch.allclose(fast, dense, atol=1e-10)
 
 
+def _values_and_gradients(layer, forward, y, weights):
+    layer.zero_grad()
+    y = y.detach().clone().requires_grad_()
+    out = forward(y)
+    (out * weights).sum().backward()
+    return [out.detach(), y.grad] + [p.grad.clone() for p in layer.parameters()]
+
+
+def test_knot_sorted_form_handles_zero_input_weights_and_inputs_outside_all_knots():
+    """w1 = +0 / -0 with b1 > 0, < 0, = 0 (always on, never on, never on: relu'(0) = 0), and inputs far
+    left and right of every knot (the first and last bucket)."""
+    torch.manual_seed(2)
+    layer = ChannelwiseMLP(4, hidden=10).double()
+    with torch.no_grad():
+        layer.weight_in[0, :6] = torch.tensor([0.0, -0.0, 0.0, -0.0, 0.0, -0.0], dtype=torch.float64)
+        layer.bias_in[0, :6] = torch.tensor([1.0, 1.0, -1.0, -1.0, 0.0, 0.0], dtype=torch.float64)
+        layer.weight_in[1] = 0.0  # a channel with constant units only
+    y = torch.randn(50, 4, dtype=torch.float64) * 3
+    y[:5] = 1e4
+    y[5:10] = -1e4
+    weights = torch.randn(50, 4, dtype=torch.float64)
+    fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+    dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
+    for a, b in zip(fast, dense):
+        assert torch.allclose(a, b, atol=1e-8, rtol=1e-10)
+
+
+def test_knot_sorted_form_at_inputs_equal_to_a_knot():
+    """An input exactly at a knot (measure zero): the value is the dense one and nothing is NaN."""
+    torch.manual_seed(3)
+    layer = ChannelwiseMLP(3, hidden=16)
+    knots = -layer.bias_in.detach() / layer.weight_in.detach()
+    y = torch.randn(20, 3)
+    y[:16] = knots.T  # every knot of every channel is one of the inputs
+    weights = torch.randn(20, 3)
+    fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+    assert torch.allclose(fast[0], reference_loop(layer, y).detach(), atol=1e-5)
+    assert all(torch.isfinite(t).all() for t in fast)
+
+
+def test_knot_order_of_the_previous_call_is_only_a_hint():
+    """The sort starts from the last call's knot order; after the weights move (knots cross) the result is
+    still exact, and a stale hint (another shape) is ignored."""
+    torch.manual_seed(4)
+    layer = ChannelwiseMLP(5, hidden=12).double()
+    y = torch.randn(40, 5, dtype=torch.float64) * 2
+    weights = torch.randn(40, 5, dtype=torch.float64)
+    for step in range(3):
+        fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+        dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
+        for a, b in zip(fast, dense):
+            assert torch.allclose(a, b, atol=1e-10)
+        with torch.no_grad():
+            for parameter in layer.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    layer._knot_order = torch.zeros(2, 3, dtype=torch.long)
+    assert torch.allclose(layer.piecewise_forward(y), layer.dense_forward(y), atol=1e-10)
+
+
 def test_residual_mode_adds_the_identity():
     torch.manual_seed(0)
     layer = ChannelwiseMLP(5, hidden=16, residual=True)
