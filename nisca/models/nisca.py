@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nisca.config import config_to_dict
 from nisca.data.scene import Scene
@@ -30,16 +31,20 @@ CURVE_POINTS = 200
 @dataclasses.dataclass(frozen=True)
 class NiscaConfig(VariationalConfig):
     """VariationalConfig plus the per-channel nonlinearity: `nonlinearity_hidden` ReLU units per channel
-    (thesis: 128); `monotone` makes every f_n strictly increasing; `residual` sets f(y) = y + g(y)."""
+    (thesis: 128); `monotone` makes every f_n strictly increasing; `residual` sets f(y) = y + g(y);
+    `lr_nonlinearity` is f's learning rate (None: lr_decoder, as for A)."""
 
     nonlinearity_hidden: int = 128
     monotone: bool = False
     residual: bool = True
+    lr_nonlinearity: float | None = None
 
     def validate(self) -> None:
         super().validate()
         if self.nonlinearity_hidden < 1:
             raise ConfigError("NiscaConfig: nonlinearity_hidden must be >= 1")
+        if self.lr_nonlinearity is not None and not self.lr_nonlinearity > 0:
+            raise ConfigError("NiscaConfig: lr_nonlinearity must be > 0 (or null for lr_decoder)")
 
 
 CONFIG = NiscaConfig
@@ -99,32 +104,59 @@ def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) 
     return result
 
 
+def _train_once(
+    scene: Scene, config: VariationalConfig, context: FitContext, x: np.ndarray, s2: float,
+    offset: np.ndarray, scale: np.ndarray, init_seed: int, workdir: Path,
+) -> tuple[SimplexTrainingPlan, L.Trainer, ModelCheckpoint]:
+    """One training run from the start drawn with `init_seed` (network weights, VCA's directions); the
+    validation split and the batch order always follow `config.seed`, so runs are compared on the same
+    held-out pixels."""
+    L.seed_everything(init_seed, verbose=False)
+    Y = scene.Y.astype(np.float64)
+    plan = SimplexTrainingPlan(config_to_dict(config), scene.n_channels, (s2 / scale**2).tolist())
+    plan.module.offset.copy_(torch.as_tensor(offset))
+    plan.module.scale.copy_(torch.as_tensor(scale))
+    start = dataclasses.replace(config, seed=init_seed)
+    with torch.no_grad():
+        plan.module.mixing.weight.copy_(torch.as_tensor(_initial_mixing(Y, start, offset, scale)))
+    data = SceneDataModule(x, config.batch_size, config.val_fraction, config.seed, config.num_workers)
+    trainer, checkpoint = build_trainer(config, scene.n_channels, workdir, context.callbacks, context.progress_bar)
+    trainer.fit(plan, datamodule=data, ckpt_path=context.resume_from)
+    best = checkpoint.best_model_path or checkpoint.last_model_path
+    if best:
+        state = torch.load(best, map_location=plan.device, weights_only=False)["state_dict"]
+        plan.load_state_dict(state)
+    return plan, trainer, checkpoint
+
+
+def _score(checkpoint: ModelCheckpoint) -> float:
+    value = checkpoint.best_model_score
+    return float(value) if value is not None and torch.isfinite(value) else float("inf")
+
+
 def run_variational(scene: Scene, config: VariationalConfig, context: FitContext) -> MethodOutput:
-    """Train NISCA or VASCA (by the config's type) on `scene` and return its estimates."""
-    L.seed_everything(config.seed, verbose=False)
+    """Train NISCA or VASCA (by the config's type) on `scene` and return its estimates. With
+    `restarts` > 1 the model is trained from that many starts and the one with the lowest validation
+    loss is kept (blind: the held-out pixels decide, never the truth)."""
     Y = scene.Y.astype(np.float64)
     offset, scale = scaling(Y, config.standardize)
     x = ((Y - offset) / scale).astype(np.float32)
     s2 = _noise_variance(Y, config)
-    settings = config_to_dict(config)
-    plan = SimplexTrainingPlan(settings, scene.n_channels, (s2 / scale**2).tolist())
-    plan.module.offset.copy_(torch.as_tensor(offset))
-    plan.module.scale.copy_(torch.as_tensor(scale))
-    with torch.no_grad():
-        plan.module.mixing.weight.copy_(torch.as_tensor(_initial_mixing(Y, config, offset, scale)))
-    data = SceneDataModule(x, config.batch_size, config.val_fraction, config.seed, config.num_workers)
 
     workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="nisca-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if context.resume_from is not None and not Path(context.resume_from).is_file():
         raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
-    trainer, checkpoint = build_trainer(config, scene.n_channels, workdir, context.callbacks, context.progress_bar)
-    trainer.fit(plan, datamodule=data, ckpt_path=context.resume_from)
-
+    if context.resume_from is not None and config.restarts > 1:
+        raise ConfigError("resuming needs restarts = 1 (a checkpoint belongs to one start)")
+    runs = []
+    for restart in range(config.restarts):
+        folder = workdir if config.restarts == 1 else workdir / f"start-{restart}"
+        runs.append(_train_once(scene, config, context, x, s2, offset, scale, config.seed + restart, folder))
+    chosen = min(range(len(runs)), key=lambda i: _score(runs[i][2]))
+    plan, trainer, checkpoint = runs[chosen]
     best = checkpoint.best_model_path or checkpoint.last_model_path
-    if best:
-        state = torch.load(best, map_location=plan.device, weights_only=False)["state_dict"]
-        plan.load_state_dict(state)
+
     estimates = _infer(plan, x, config)
     noise = plan.module.noise_variance().detach().cpu().numpy() * scale**2
     metrics = {
@@ -132,6 +164,9 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
         "noise_variance": float(np.mean(noise)),
         "epochs": float(trainer.current_epoch),
     }
+    if config.restarts > 1:
+        metrics["restart_chosen"] = float(chosen)
+        metrics["val_loss_worst_restart"] = max(_score(run[2]) for run in runs)
     if plan.module.learn_prior:  # the learned Dirichlet concentration, mean over components (below 1: sparse)
         metrics["prior_concentration"] = float(plan.module.concentration().detach().mean())
     nonlinear = isinstance(config, NiscaConfig)

@@ -57,6 +57,8 @@ class VariationalConfig(BaseConfig):
     init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity)
       or 'random' (standard normal entries, the thesis' start). vca_restarts: VCA runs for the warm start;
       the largest simplex is kept (nisca.baselines.vca.vca_max_volume).
+    restarts: whole trainings from different starts (seed, seed+1, ...; same validation split), the one
+      with the lowest validation loss kept; guards against the local optima of the non-convex ELBO.
     device: 'auto' (CUDA when present), 'cpu' or 'cuda'. precision: 'auto' (bf16-mixed on a CUDA device
       that supports it for scenes of 64+ channels, else 32-true), '32-true', 'bf16-mixed', '16-mixed'.
     """
@@ -76,6 +78,7 @@ class VariationalConfig(BaseConfig):
     standardize: Literal["channel", "global", "none"] = "channel"
     init: Literal["vca", "random"] = "vca"
     vca_restarts: int = 8
+    restarts: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     num_workers: int = 0
@@ -95,6 +98,7 @@ class VariationalConfig(BaseConfig):
             (self.inference_batch_size >= 1, "inference_batch_size must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.vca_restarts >= 1, "vca_restarts must be >= 1"),
+            (self.restarts >= 1, "restarts must be >= 1"),
             (all(h >= 1 for h in self.encoder_hidden), "encoder_hidden sizes must be >= 1"),
             (self.noise != "given" or (self.noise_variance is not None and self.noise_variance > 0),
              "noise='given' needs noise_variance > 0 (in the data's units)"),
@@ -205,18 +209,22 @@ class SimplexTrainingPlan(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam: the encoder at lr_encoder, the decoder (A, f, s2) at lr_decoder; the prior's concentration,
-        one scalar per component, at lr_encoder so that it keeps pace with the posterior it summarises."""
+        """Adam: the encoder at lr_encoder, A and s2 at lr_decoder, f at lr_nonlinearity (NISCA; default
+        lr_decoder); the prior's concentration, one scalar per component, at lr_encoder so that it keeps
+        pace with the posterior it summarises."""
         encoder = list(self.module.encoder.parameters())
         prior = [self.module.log_concentration] if self.module.learn_prior else []
-        fast_ids = {id(p) for p in encoder + prior}
-        decoder = [p for p in self.module.parameters() if id(p) not in fast_ids]
-        return torch.optim.Adam(
-            [
-                {"params": encoder + prior, "lr": self.config["lr_encoder"]},
-                {"params": decoder, "lr": self.config["lr_decoder"]},
-            ]
-        )
+        nonlinearity = list(self.module.nonlinearity.parameters())
+        grouped = {id(p) for p in encoder + prior + nonlinearity}
+        decoder = [p for p in self.module.parameters() if id(p) not in grouped]
+        lr_nonlinearity = self.config.get("lr_nonlinearity") or self.config["lr_decoder"]
+        groups = [
+            {"params": encoder + prior, "lr": self.config["lr_encoder"]},
+            {"params": decoder, "lr": self.config["lr_decoder"]},
+        ]
+        if nonlinearity:
+            groups.append({"params": nonlinearity, "lr": lr_nonlinearity})
+        return torch.optim.Adam(groups)
 
 
 # -- trainer --------------------------------------------------------------------------------------------

@@ -141,6 +141,9 @@ def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> 
             raise ConfigError(f"{where}: {name!r} is set by the study's `seeds`, not searched per method")
     if "latent_dim" in values and spec.latent_dims is not None:
         raise ConfigError(f"{where}: latent_dim is both searched and set by the study's `latent_dims`")
+    if "restarts" in values:
+        raise ConfigError(f"{where}: 'restarts' is for single fits (a trial reports one training); "
+                          "list more `seeds` in the study instead")
     grid_only = spec.searcher == "grid" or (spec.searcher == "random" and spec.num_samples == 1)
     if not searches and not grid_only:
         raise ConfigError(

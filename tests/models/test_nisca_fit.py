@@ -136,6 +136,9 @@ def test_a_nan_scene_is_refused():
     ({"lr_decoder": 0.0}, "lr_decoder"),
     ({"noise": "given"}, "noise_variance"),
     ({"noise": "oracle"}, "noise"),
+    ({"restarts": 0}, "restarts"),
+    ({"prior": "sparse"}, "prior"),
+    ({"lr_nonlinearity": -1.0}, "lr_nonlinearity"),
 ])
 def test_bad_settings_are_config_errors(small_scene, settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -160,6 +163,18 @@ def test_resume_and_callbacks_see_epoch_metrics(small_scene, tmp_path):
     resumed = fit("nisca", small_scene, {**TINY, "max_epochs": 4}, [second], workdir=tmp_path,
                   resume_from=str(last), progress_bar=False)
     assert resumed.epochs == 4 and [epoch for epoch, _ in second.seen] == [2, 3]
+
+
+def test_restarts_keep_the_start_with_the_lowest_validation_loss(small_scene, tmp_path):
+    """Two whole trainings on the same held-out split; the reported fit is the better one by val_loss."""
+    single = fit("nisca", small_scene, TINY, workdir=tmp_path / "one", progress_bar=False)
+    double = fit("nisca", small_scene, {**TINY, "restarts": 2}, workdir=tmp_path / "two", progress_bar=False)
+    assert double.metrics["restart_chosen"] in (0.0, 1.0)
+    assert double.metrics["val_loss"] <= double.metrics["val_loss_worst_restart"]
+    assert double.metrics["val_loss"] <= single.metrics["val_loss"] + 1e-6  # start 0 is the single fit
+    assert (tmp_path / "two" / "start-1" / "checkpoints").is_dir()
+    with pytest.raises(ConfigError, match="restarts = 1"):
+        fit("nisca", small_scene, {**TINY, "restarts": 2}, resume_from=single.checkpoint_path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is present")

@@ -37,6 +37,8 @@ def spec(**changes) -> StudySpec:
         ({"searcher": "bayes"}, ConfigError, ["searcher", "bayes"]),
         ({"resources": {"cpu": 0}}, ConfigError, ["resources.cpu"]),
         ({"latent_dims": [9]}, DataError, ["K = 9", "6 channels"]),
+        ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "restarts": 3}}}, ConfigError,
+         ["restarts", "seeds"]),
     ],
 )
 def test_bad_spec_is_refused_with_one_message(changes, error, words):
