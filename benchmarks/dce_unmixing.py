@@ -35,6 +35,8 @@ RECIPES: dict[str, dict] = {
     "wide-encoder": {"encoder_hidden": (256, 256), "mc_samples": 4},
     "prior-learn": {"prior": "learn"},
     "prior-learn-monotone": {"prior": "learn", "monotone": True},
+    "prior-learn-slow": {"prior": "learn", "lr_decoder": 3e-4},  # A and f stay nearer their VCA start
+    "prior-learn-slow-f": {"prior": "learn", "lr_nonlinearity": 3e-4},
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
     "vasca-prior-learn": {"prior": "learn"},

@@ -48,10 +48,13 @@ class VariationalConfig(BaseConfig):
 
     encoder_hidden: widths of the encoder MLP. mc_samples: R, Monte Carlo samples per pixel in the loss.
     inference_samples: samples for the posterior-mean abundances.
-    noise: 'estimate' (residual of a rank-(K-1) affine fit, nisca.models.noise), 'given' (noise_variance,
-      in data units) or 'learn' (s2 learned jointly, un-scaled negative ELBO).
-    prior: 'flat' (Dirichlet(1), MODEL.md) or 'learn' (Dirichlet(alpha), alpha learned by the ELBO: fits
-      scenes with many pure pixels, see nisca.models.module).
+    noise: 'learn' (the default: one s2 in the scaled units, i.e. the same SNR in every channel under
+      per-channel scaling, learned jointly from the un-scaled negative ELBO and started at the estimate),
+      'estimate' (white noise in data units: the residual of a rank-(K-1) affine fit, nisca.models.noise,
+      kept fixed) or 'given' (noise_variance, in data units; for synthetic data only).
+    prior: 'flat' (Dirichlet(1), MODEL.md) or 'learn' (Dirichlet(alpha), alpha learned by the ELBO). The
+      learned prior helps VASCA on scenes where most pixels are pure (the DCE phantom) but costs 2-6x in
+      abundance MSE on Dirichlet(1) scenes (docs/results.md), so it is an option, not the default.
     standardize: 'channel' (centre and scale each channel to unit variance; the noise variance is scaled
       with it, so the likelihood is unchanged), 'global' (one scale for all channels) or 'none'.
     init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity)
@@ -66,7 +69,7 @@ class VariationalConfig(BaseConfig):
     encoder_hidden: tuple[int, ...] = (128, 128)
     mc_samples: int = 1
     inference_samples: int = 64
-    noise: Literal["estimate", "given", "learn"] = "estimate"
+    noise: Literal["estimate", "given", "learn"] = "learn"
     noise_variance: float | None = None
     prior: Literal["flat", "learn"] = "flat"
     lr_encoder: float = 1e-2
