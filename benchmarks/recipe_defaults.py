@@ -3,11 +3,13 @@
 Recipes (settings over NiscaConfig's defaults):
     thesis         random A, f without the residual, decoder lr 1e-3, raw (unscaled) data
     thesis+scaled  the same on per-channel standardised data
-    default        per-channel scaling, A from VCA, residual f(y) = y + g(y), decoder lr 3e-3
+    default        per-channel scaling, A from VCA, residual f(y) = y + g(y), decoder lr 3e-3, s2 learned
     default-global the default with one global scale for all channels
-    default-learn  the default with the noise variance learned instead of estimated
+    default-learn  noise variance learned (the default since the second round; kept for older tables)
     default-prior  the default with the Dirichlet prior's concentration learned (`prior: learn`)
     learn-prior    noise variance and prior concentration both learned
+    slow-f         the default with f's learning rate at 1e-3 (A's stays at 3e-3)
+    estimate       the default with the noise variance estimated and fixed (the first round's default)
 Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
 of every channel) and linear N=K=3 at 20 dB, random_monotone
 N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
@@ -32,6 +34,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "default-learn": {"noise": "learn"},
     "default-prior": {"prior": "learn"},
     "learn-prior": {"noise": "learn", "prior": "learn"},
+    "slow-f": {"lr_nonlinearity": 1e-3},
+    "estimate": {"noise": "estimate"},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),
