@@ -4,10 +4,12 @@ Recipes (settings over NiscaConfig's defaults):
     thesis         random A, f without the residual, decoder lr 1e-3, raw (unscaled) data
     thesis+scaled  the same on per-channel standardised data
     default        per-channel scaling, A from VCA, residual f(y) = y + g(y), decoder lr 3e-3, s2 learned
+                   (`noise: learn`: per channel when N >= K + 2, else shared)
     default-global the default with one global scale for all channels
-    default-learn  noise variance learned (the default since the second round; kept for older tables)
+    default-learn  one noise variance for all scaled channels, learned (`noise: learn-shared`)
+    learn-channel  one noise variance per channel, learned (`noise: learn-channel`)
     default-prior  the default with the Dirichlet prior's concentration learned (`prior: learn`)
-    learn-prior    noise variance and prior concentration both learned
+    learn-prior    noise variance (auto) and prior concentration both learned
     slow-f         the default with f's learning rate at 1e-3 (A's stays at 3e-3)
     estimate       the default with the noise variance estimated and fixed (the first round's default)
 Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
@@ -31,7 +33,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "thesis+scaled": {"init": "random", "residual": False, "lr_decoder": 1e-3, "standardize": "channel"},
     "default": {},
     "default-global": {"standardize": "global"},
-    "default-learn": {"noise": "learn"},
+    "default-learn": {"noise": "learn-shared"},
+    "learn-channel": {"noise": "learn-channel"},
     "default-prior": {"prior": "learn"},
     "learn-prior": {"noise": "learn", "prior": "learn"},
     "slow-f": {"lr_nonlinearity": 1e-3},

@@ -46,7 +46,7 @@ def build_spec(smoke: bool = False) -> StudySpec:
         "lr_decoder": tune.loguniform(1e-4, 1e-2),
         "encoder_hidden": tune.choice([[128], [256, 128], [256, 256]]),
         "batch_size": tune.choice([128, 256, 512]),
-        "noise": tune.choice(["estimate", "learn"]),
+        "noise": tune.choice(["learn", "learn-shared", "estimate"]),
         "mc_samples": tune.choice([1, 2, 4]),
         "inference_samples": 32,
     }

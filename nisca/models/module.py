@@ -48,6 +48,7 @@ class VariationalSimplexModule(nn.Module):
         nonlinearity: nn.Module | None = None,
         noise_variance: torch.Tensor | float = 1.0,
         learn_noise: bool = False,
+        noise_per_channel: bool = False,
         offset: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
         learn_prior: bool = False,
@@ -60,8 +61,9 @@ class VariationalSimplexModule(nn.Module):
         self.nonlinearity = nonlinearity if nonlinearity is not None else nn.Identity()
         variance = torch.as_tensor(noise_variance, dtype=torch.float32).reshape(-1).expand(N).clone()
         self.learn_noise = bool(learn_noise)
-        if self.learn_noise:
-            self.log_noise_variance = nn.Parameter(torch.log(variance.mean()).reshape(1))
+        if self.learn_noise:  # one s2 for all (scaled) channels, or one per channel
+            start = torch.log(variance) if noise_per_channel else torch.log(variance.mean()).reshape(1)
+            self.log_noise_variance = nn.Parameter(start)
         else:
             self.register_buffer("fixed_noise_variance", variance)
         self.learn_prior = bool(learn_prior)

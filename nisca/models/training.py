@@ -48,10 +48,12 @@ class VariationalConfig(BaseConfig):
 
     encoder_hidden: widths of the encoder MLP. mc_samples: R, Monte Carlo samples per pixel in the loss.
     inference_samples: samples for the posterior-mean abundances.
-    noise: 'learn' (the default: one s2 in the scaled units, i.e. the same SNR in every channel under
-      per-channel scaling, learned jointly from the un-scaled negative ELBO and started at the estimate),
-      'estimate' (white noise in data units: the residual of a rank-(K-1) affine fit, nisca.models.noise,
-      kept fixed) or 'given' (noise_variance, in data units; for synthetic data only).
+    noise: how s2 is set. 'learn-channel': one s2 per channel, learned jointly (un-scaled negative ELBO)
+      from the estimate; 'learn-shared': one s2 for all channels in the scaled units (the same SNR in
+      every channel), learned; 'learn' (the default): learn-channel when N >= K + 2, i.e. when at least
+      three directions carry only noise, otherwise learn-shared (per-channel variances are not
+      identifiable on N = K data); 'estimate': white noise in data units, the residual of a rank-(K-1)
+      affine fit (nisca.models.noise), kept fixed; 'given': noise_variance in data units (synthetic data).
     prior: 'flat' (Dirichlet(1), MODEL.md) or 'learn' (Dirichlet(alpha), alpha learned by the ELBO). The
       learned prior helps VASCA on scenes where most pixels are pure (the DCE phantom) but costs 2-6x in
       abundance MSE on Dirichlet(1) scenes (docs/results.md), so it is an option, not the default.
@@ -69,7 +71,7 @@ class VariationalConfig(BaseConfig):
     encoder_hidden: tuple[int, ...] = (128, 128)
     mc_samples: int = 1
     inference_samples: int = 64
-    noise: Literal["estimate", "given", "learn"] = "learn"
+    noise: Literal["learn", "learn-channel", "learn-shared", "estimate", "given"] = "learn"
     noise_variance: float | None = None
     prior: Literal["flat", "learn"] = "flat"
     lr_encoder: float = 1e-2
@@ -160,6 +162,16 @@ class SceneDataModule(L.LightningDataModule):
 
 
 # -- model ----------------------------------------------------------------------------------------------
+LEARNED_NOISE = ("learn", "learn-channel", "learn-shared")
+
+
+def noise_per_channel(noise: str, n_channels: int, latent_dim: int) -> bool:
+    """Whether the learned noise variance has one entry per channel (see VariationalConfig.noise)."""
+    if noise == "learn":
+        return n_channels >= latent_dim + 2
+    return noise == "learn-channel"
+
+
 def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequence[float]) -> VariationalSimplexModule:
     """The torch module described by a config dict (NISCA when it has nonlinearity settings)."""
     nonlinearity = None
@@ -176,7 +188,8 @@ def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequen
         encoder_hidden=config["encoder_hidden"],
         nonlinearity=nonlinearity,
         noise_variance=torch.tensor(list(noise_variance), dtype=torch.float32),
-        learn_noise=config["noise"] == "learn",
+        learn_noise=config["noise"] in LEARNED_NOISE,
+        noise_per_channel=noise_per_channel(config["noise"], n_channels, config["latent_dim"]),
         learn_prior=config.get("prior", "flat") == "learn",
     )
 
