@@ -82,6 +82,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'KEY=VALUE' from a command line -> (key, value), the value parsed as JSON when it is JSON
+    (numbers, true/false, lists), else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def _coerce(name: str, value: Any, hint: Any, label: str) -> Any:
     """Check `value` against a simple type hint, converting only lossless cases (int -> float)."""
     origin = typing.get_origin(hint)

@@ -20,7 +20,6 @@ whose numbers mean nothing. --max-epochs caps NISCA, VASCA and CNAE (default: ea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -172,17 +171,8 @@ def markdown(rows: list[dict], command: str, seeds: list[int], quick: bool) -> s
     return "\n".join(lines) + "\n"
 
 
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise NiscaError(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main(argv: list[str] | None = None) -> int:
+    from nisca.config import parse_assignment
     from nisca.methods import METHODS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -204,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             raise NiscaError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
         seeds = [0] if args.quick else list(range(args.seeds))
         max_epochs = 1 if args.quick else args.max_epochs
-        overrides = dict(_override(text) for text in args.overrides)
+        overrides = dict(parse_assignment(text) for text in args.overrides)
         items = load_real_scenes(args.data, args.quick)
         if args.scenes:
             prefixes = tuple(name.strip() for name in args.scenes.split(",") if name.strip())

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -188,16 +187,6 @@ def read_rows(path: Path) -> list[dict[str, object]]:
                 for row in csv.DictReader(handle)]
 
 
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"--set expects KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 20 dB, 300 samples, 3 epochs (tests)")
@@ -216,7 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.samples, args.max_epochs, args.snr = 1, 300, 3, [20.0]
-    overrides = tuple(_override(text) for text in args.overrides)
+    from nisca.config import parse_assignment
+    from nisca.errors import ConfigError
+
+    try:
+        overrides = tuple(parse_assignment(text) for text in args.overrides)
+    except ConfigError as error:
+        raise SystemExit(f"thesis_tables: {error}") from None
     jobs = [Job(method, data, snr, seed, args.samples, args.max_epochs, args.noise_reference, overrides)
             for seed in range(args.seeds) for data in DATA for snr in args.snr for method in args.methods]
     start = time.perf_counter()
