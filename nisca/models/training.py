@@ -55,7 +55,7 @@ class VariationalConfig(BaseConfig):
       identifiable on N = K data); 'estimate': white noise in data units, the residual of a rank-(K-1)
       affine fit (nisca.models.noise), kept fixed; 'given': noise_variance in data units (synthetic data).
     prior: 'flat' (Dirichlet(1), MODEL.md) or 'learn' (Dirichlet(alpha), alpha learned by the ELBO). The
-      learned prior helps VASCA on scenes where most pixels are pure (the DCE phantom) but costs 2-6x in
+      learned prior helps VASCA on scenes where most pixels are pure (the DCE phantom) but costs 1.3-7x in
       abundance MSE on Dirichlet(1) scenes (docs/results.md), so it is an option, not the default.
     standardize: 'channel' (centre and scale each channel to unit variance; the noise variance is scaled
       with it, so the likelihood is unchanged), 'global' (one scale for all channels) or 'none'.
@@ -63,7 +63,8 @@ class VariationalConfig(BaseConfig):
       or 'random' (standard normal entries, the thesis' start). vca_restarts: VCA runs for the warm start;
       the largest simplex is kept (nisca.baselines.vca.vca_max_volume).
     restarts: whole trainings from different starts (seed, seed+1, ...; same validation split), the one
-      with the lowest validation loss kept; guards against the local optima of the non-convex ELBO.
+      with the lowest validation loss kept (against local optima of the non-convex ELBO; a modest gain
+      on the thesis benchmark, docs/results.md).
     device: 'auto' (CUDA when present), 'cpu' or 'cuda'. precision: 'auto' (bf16-mixed on a CUDA device
       that supports it for scenes of 64+ channels, else 32-true), '32-true', 'bf16-mixed', '16-mixed'.
     """
