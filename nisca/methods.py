@@ -7,9 +7,12 @@ Every method module exposes `CONFIG` (a dataclass derived from `nisca.config.Bas
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from nisca.errors import ConfigError
 
@@ -46,3 +49,15 @@ def get_method(name: str) -> MethodSpec:
         return METHODS[name]
     except KeyError:
         raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}") from None
+
+
+def overrides_by_method(methods: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Split command-line config overrides (e.g. `--set noise=learn`) among `methods`: each method gets
+    the keys its config has. A key that none of them has is a ConfigError, never silently dropped."""
+    fields = {name: {f.name for f in dataclasses.fields(get_method(name).load().CONFIG)} for name in methods}
+    unknown = sorted(key for key in overrides if not any(key in names for names in fields.values()))
+    if unknown:
+        known = sorted(set().union(*fields.values()))
+        raise ConfigError(f"config key(s) {', '.join(map(repr, unknown))} belong to none of the methods "
+                          f"{', '.join(methods)}; their keys are: {', '.join(known)}")
+    return {name: {key: value for key, value in overrides.items() if key in fields[name]} for name in methods}

@@ -99,11 +99,12 @@ def _subsample(item: RealScene, n_pixels: int) -> RealScene:
 def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_epochs: int | None,
               overrides: dict[str, object] | None = None) -> list[dict]:
     """One fit per (scene, method, seed); one row per truth version it is scored against. `overrides` are
-    config keys set on every trained method that has them (e.g. {"prior": "learn"})."""
+    config keys set on every method that has them (e.g. {"prior": "learn"}); a key none has is an error."""
     from nisca.fit import fit
-    from nisca.methods import get_method
+    from nisca.methods import overrides_by_method
     from nisca.metrics import score
 
+    per_method = overrides_by_method(methods, overrides or {})
     rows = []
     for item in items:
         K = item.scene.truth.n_components
@@ -112,9 +113,7 @@ def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_
                 config = {"latent_dim": K, "seed": seed}
                 if method in TRAINED and max_epochs is not None:
                     config["max_epochs"] = max_epochs
-                if method in TRAINED and overrides:
-                    fields = get_method(method).load().CONFIG.__dataclass_fields__
-                    config.update({key: value for key, value in overrides.items() if key in fields})
+                config.update(per_method[method])
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # identifiability / convergence notes: K, N are stated
                     result = fit(method, item.scene, config, progress_bar=False)

@@ -62,3 +62,4 @@ def test_scene_filter_and_config_overrides(shared_data, tmp_path):
     study = _study()
     assert study.main(["--quick", "--scenes", "Nowhere", "--data", str(shared_data)]) == 2
     assert study.main(["--quick", "--set", "prior", "--data", str(shared_data)]) == 2
+    assert study.main(["--quick", "--methods", "vca", "--set", "prior=learn", "--data", str(shared_data)]) == 2

@@ -62,3 +62,5 @@ def test_channel_noise_variant_with_overrides_and_classic_rows(thesis_tables, tm
     assert methods == {"nisca", "vca"}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         thesis_tables.main(["--quick", "--set", "noise"])
+    with pytest.raises(SystemExit, match="'noize' belong to none of the methods"):
+        thesis_tables.main(["--quick", "--set", "noize=learn"])
