@@ -52,6 +52,20 @@ def test_noiseless_option(tmp_path):
         np.testing.assert_array_equal(data["Y"], data["linear_mixture"])
 
 
+def test_channel_noise_reference_option(tmp_path):
+    path = tmp_path / "channel.npz"
+    argv = ["data", "simulate", "pnl", "--snr", "20", "--noise-reference", "channel", "--samples", "2000",
+            "--out", str(path)]
+    assert main(argv) == 0
+    with np.load(path) as data:
+        provenance = json.loads(str(data["provenance"]))
+        observed = data["Y"].astype(np.float64).var(axis=0)
+    assert provenance["noise_reference"] == "channel"
+    per_channel = np.array(provenance["noise_variance_per_channel"])
+    # 20 dB in every channel: s2_n = var(clean_n) / 100, and var(Y_n) = var(clean_n) + s2_n
+    np.testing.assert_allclose(per_channel, observed / 101, rtol=0.1)
+
+
 def test_a_perfect_permuted_estimate_scores_zero(simulated, tmp_path, capsys):
     with np.load(simulated) as data:
         order = [2, 0, 1]

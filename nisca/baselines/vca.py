@@ -106,8 +106,8 @@ def vca(Y: np.ndarray, K: int, seed: int = 0, snr_db: float | None = None) -> tu
 def vca_max_volume(Y: np.ndarray, K: int, seed: int = 0, restarts: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """VCA run `restarts` times (the first with `seed` itself) keeping the endmembers whose simplex has the
     largest volume in the data's (K-1)-dimensional principal subspace. VCA's random directions sometimes
-    pick two pixels of one class and miss a rare one; the largest simplex is the usual remedy (Nascimento
-    and Bioucas-Dias 2005 pick pure pixels by volume too). Used for NISCA's warm start."""
+    pick two pixels of one class and miss a rare one; keeping the largest simplex is N-FINDR's criterion
+    (Winter 1999) applied to VCA's candidates. Used for NISCA's warm start."""
     data = np.asarray(Y, dtype=np.float64)
     mean = data.mean(axis=0)
     rows = data if len(data) <= 50_000 else data[np.random.default_rng(seed).choice(len(data), 50_000, replace=False)]

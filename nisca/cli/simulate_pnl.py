@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scale of A = scale * N(0, 1) (default: the generator's, 5 for 'original', else 10)",
     )
     parser.add_argument("--pure-pixels", action="store_true", help="put the K simplex vertices among the samples")
+    parser.add_argument(
+        "--noise-reference", choices=("total", "channel"), default="total",
+        help="'total': one noise variance from the whole signal power (MODEL.md, default); 'channel': every "
+        "channel at the SNR of its own signal variance",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output scene file (.npz or .h5)")
     parser.set_defaults(handler=run)
 
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         mixing_scale=args.mixing_scale,
         pure_pixels=args.pure_pixels,
+        noise_reference=args.noise_reference,
     )
     try:
         save_scene(scene, args.out)
