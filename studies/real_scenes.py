@@ -35,7 +35,6 @@ from nisca.errors import NiscaError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("NISCA_SHARED_DATA", REPO.parent / "shared" / "data"))
-TRAINED = ("nisca", "vasca", "cnae")
 QUICK_PIXELS = 600
 # Published / reference figures (aRMSE %, SAD deg) shown beside ours, with where they come from.
 REFERENCES: dict[tuple[str, str], list[tuple[str, float, float, str]]] = {
@@ -101,7 +100,7 @@ def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_
     """One fit per (scene, method, seed); one row per truth version it is scored against. `overrides` are
     config keys set on every method that has them (e.g. {"prior": "learn"}); a key none has is an error."""
     from nisca.fit import fit
-    from nisca.methods import overrides_by_method
+    from nisca.methods import get_method, overrides_by_method
     from nisca.metrics import score
 
     per_method = overrides_by_method(methods, overrides or {})
@@ -111,7 +110,7 @@ def run_study(items: list[RealScene], methods: list[str], seeds: list[int], max_
         for method in methods:
             for seed in seeds:
                 config = {"latent_dim": K, "seed": seed}
-                if method in TRAINED and max_epochs is not None:
+                if get_method(method).trained and max_epochs is not None:
                     config["max_epochs"] = max_epochs
                 config.update(per_method[method])
                 with warnings.catch_warnings():

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METHODS = ["nisca", "vasca"]
-TRAINED = ("nisca", "vasca", "cnae")
 SNRS = (10.0, 20.0, 30.0)
 DATA = {"linear": "linear", "nonlinear": "thesis"}  # data kind -> simulate_pnl nonlinearity
 
@@ -95,9 +94,11 @@ def run_job(job: Job) -> dict[str, object]:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     from nisca import fit
+    from nisca.methods import get_method
+
     scene = make_scene(job.data, job.snr, job.seed, job.samples, job.noise_reference)
     config: dict[str, object] = {"seed": job.seed, **dict(job.overrides)}
-    if job.method in TRAINED:
+    if get_method(job.method).trained:
         config["max_epochs"] = job.max_epochs
     result = fit(job.method, scene, config, progress_bar=False)
     row: dict[str, object] = {"method": job.method, "data": job.data, "snr_db": job.snr, "seed": job.seed,
