@@ -62,9 +62,46 @@ def estimate_snr(Y: np.ndarray, mean: np.ndarray, projected: np.ndarray) -> floa
 
 def vca(Y: np.ndarray, K: int, seed: int = 0, snr_db: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """VCA endmembers (channels, K) and the indices (K,) of the pixels they come from. Y: (pixels, channels)."""
+    projection = _project(Y, K, snr_db)
+    indices = _pick(projection.y, K, np.random.default_rng(seed))
+    return projection.denoised[:, indices], indices
+
+
+def vca_max_volume(Y: np.ndarray, K: int, seed: int = 0, restarts: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """VCA run `restarts` times (the first with `seed` itself) keeping the endmembers whose simplex has the
+    largest volume in the data's (K-1)-dimensional principal subspace. VCA's random directions sometimes
+    pick two pixels of one class and miss a rare one; keeping the largest simplex is N-FINDR's criterion
+    (Winter 1999) applied to VCA's candidates. The projection is computed once and shared by the restarts.
+    Used for NISCA's warm start."""
+    projection = _project(Y, K, None)
+    basis = projection.centred_basis[:, : K - 1]
+    seeds = [seed, *np.random.default_rng(seed).integers(0, 2**31 - 1, size=max(restarts, 1) - 1).tolist()]
+    best: tuple[float, np.ndarray] | None = None
+    for draw in seeds:
+        indices = _pick(projection.y, K, np.random.default_rng(int(draw)))
+        vertices = basis.T @ (projection.denoised[:, indices] - projection.mean[:, None])  # (K-1, K)
+        volume = abs(float(np.linalg.det(vertices[:, 1:] - vertices[:, :1])))
+        if best is None or volume > best[0]:
+            best = (volume, indices)
+    indices = best[1]
+    return projection.denoised[:, indices], indices
+
+
+@dataclass(frozen=True)
+class _Projection:
+    """VCA's view of the data: y (K, pixels) where pure pixels are extreme points, the denoised data
+    (channels, pixels), the mean spectrum and the principal directions of the centred data (channels, K)."""
+
+    y: np.ndarray
+    denoised: np.ndarray
+    mean: np.ndarray
+    centred_basis: np.ndarray
+
+
+def _project(Y: np.ndarray, K: int, snr_db: float | None) -> _Projection:
+    """The projective (high SNR) or affine (low SNR) projection of Nascimento and Bioucas-Dias (2005)."""
     data = np.asarray(Y, dtype=np.float64).T  # (L channels, N pixels), the paper's layout
     L, N = data.shape
-    rng = np.random.default_rng(seed)
     mean = data.mean(axis=1)
     centred = data - mean[:, None]
     U_centred = np.linalg.svd(centred @ centred.T / N)[0][:, :K]
@@ -89,7 +126,11 @@ def vca(Y: np.ndarray, K: int, seed: int = 0, snr_db: float | None = None) -> tu
         denoised = basis @ x + mean[:, None]
         scale = float(np.sqrt((x**2).sum(axis=0)).max())
         y = np.vstack([x, np.full((1, N), scale)])
+    return _Projection(y=y, denoised=denoised, mean=mean, centred_basis=U_centred)
 
+
+def _pick(y: np.ndarray, K: int, rng: np.random.Generator) -> np.ndarray:
+    """VCA's K pixel indices: each the extreme of y along a random direction orthogonal to those found."""
     indices = np.zeros(K, dtype=np.int64)
     simplex = np.zeros((K, K))
     simplex[-1, 0] = 1.0
@@ -100,27 +141,7 @@ def vca(Y: np.ndarray, K: int, seed: int = 0, snr_db: float | None = None) -> tu
         v = (f.T @ y).ravel()
         indices[i] = int(np.argmax(np.abs(v)))
         simplex[:, i] = y[:, indices[i]]
-    return denoised[:, indices], indices
-
-
-def vca_max_volume(Y: np.ndarray, K: int, seed: int = 0, restarts: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """VCA run `restarts` times (the first with `seed` itself) keeping the endmembers whose simplex has the
-    largest volume in the data's (K-1)-dimensional principal subspace. VCA's random directions sometimes
-    pick two pixels of one class and miss a rare one; keeping the largest simplex is N-FINDR's criterion
-    (Winter 1999) applied to VCA's candidates. Used for NISCA's warm start."""
-    data = np.asarray(Y, dtype=np.float64)
-    mean = data.mean(axis=0)
-    rows = data if len(data) <= 50_000 else data[np.random.default_rng(seed).choice(len(data), 50_000, replace=False)]
-    basis = np.linalg.svd(rows - mean, full_matrices=False)[2][: K - 1]
-    seeds = [seed, *np.random.default_rng(seed).integers(0, 2**31 - 1, size=max(restarts, 1) - 1).tolist()]
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
-    for draw in seeds:
-        endmembers, indices = vca(data, K, seed=int(draw))
-        vertices = (endmembers.T - mean) @ basis.T  # (K, K-1)
-        volume = abs(float(np.linalg.det(vertices[1:] - vertices[0])))
-        if best is None or volume > best[0]:
-            best = (volume, endmembers, indices)
-    return best[1], best[2]
+    return indices
 
 
 def run(scene: Scene, config: VcaConfig, context: FitContext) -> MethodOutput:
