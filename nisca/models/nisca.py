@@ -105,22 +105,22 @@ def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) 
 
 
 def _train_once(
-    scene: Scene, config: VariationalConfig, context: FitContext, x: np.ndarray, s2: float,
+    Y: np.ndarray, x: np.ndarray, config: VariationalConfig, context: FitContext, s2: float,
     offset: np.ndarray, scale: np.ndarray, init_seed: int, workdir: Path,
 ) -> tuple[SimplexTrainingPlan, L.Trainer, ModelCheckpoint]:
     """One training run from the start drawn with `init_seed` (network weights, VCA's directions); the
     validation split and the batch order always follow `config.seed`, so runs are compared on the same
     held-out pixels."""
     L.seed_everything(init_seed, verbose=False)
-    Y = scene.Y.astype(np.float64)
-    plan = SimplexTrainingPlan(config_to_dict(config), scene.n_channels, (s2 / scale**2).tolist())
+    n_channels = Y.shape[1]
+    plan = SimplexTrainingPlan(config_to_dict(config), n_channels, (s2 / scale**2).tolist())
     plan.module.offset.copy_(torch.as_tensor(offset))
     plan.module.scale.copy_(torch.as_tensor(scale))
     start = dataclasses.replace(config, seed=init_seed)
     with torch.no_grad():
         plan.module.mixing.weight.copy_(torch.as_tensor(_initial_mixing(Y, start, offset, scale)))
     data = SceneDataModule(x, config.batch_size, config.val_fraction, config.seed, config.num_workers)
-    trainer, checkpoint = build_trainer(config, scene.n_channels, workdir, context.callbacks, context.progress_bar)
+    trainer, checkpoint = build_trainer(config, n_channels, workdir, context.callbacks, context.progress_bar)
     trainer.fit(plan, datamodule=data, ckpt_path=context.resume_from)
     best = checkpoint.best_model_path or checkpoint.last_model_path
     if best:
@@ -152,7 +152,7 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
     runs = []
     for restart in range(config.restarts):
         folder = workdir if config.restarts == 1 else workdir / f"start-{restart}"
-        runs.append(_train_once(scene, config, context, x, s2, offset, scale, config.seed + restart, folder))
+        runs.append(_train_once(Y, x, config, context, s2, offset, scale, config.seed + restart, folder))
     chosen = min(range(len(runs)), key=lambda i: _score(runs[i][2]))
     plan, trainer, checkpoint = runs[chosen]
     best = checkpoint.best_model_path or checkpoint.last_model_path
