@@ -122,7 +122,8 @@ class VariationalSimplexModule(nn.Module):
         log_q = logistic_normal_log_density(u.float(), mu.float(), scale.float())
         reconstruction = nll.mean()
         log_posterior = log_q.mean()
-        log_prior = self.log_prior(u.float()).mean()
+        # the flat prior's log density is a constant: nothing to compute per sample on the training path
+        log_prior = self.log_prior(u.float()).mean() if self.learn_prior else reconstruction.new_zeros(())
         return {
             "loss": reconstruction + log_posterior - log_prior,
             "nll": reconstruction,
