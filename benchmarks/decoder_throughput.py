@@ -5,8 +5,9 @@ forward + backward (squared error against a random target) over one epoch of `--
 batches of `--batch-size` (the fastest of `--repeats` epochs). Prints, per N and device: seconds per epoch, samples/s, the speed-up of the
 batched layer, and the memory saved for backward (bytes of tensors autograd keeps, measured with
 saved-tensor hooks; on CUDA also torch.cuda.max_memory_allocated). The weights are not updated, so the
-batched layer's knot sort starts from an already sorted order each step (in training, with the knots
-moving a little per step, it starts from a nearly sorted one; the first call sorts from scratch).
+previous step's knot order still sorts every channel and the batched layer skips its knot sort (while
+training, the channels whose knots crossed since the last step are sorted again, all of them when more than
+a quarter did: see `_sort_knots` in nisca/models/layers.py; the first call sorts from scratch).
 
     python benchmarks/decoder_throughput.py                 # CPU (1 thread), and CUDA when present
 """

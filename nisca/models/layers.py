@@ -34,6 +34,77 @@ class MLP(nn.Sequential):
 
 
 DENSE_LIMIT = 60_000  # batch x channels x hidden below which the dense form is faster (decoder benchmark)
+BRANCH_FREE_SEARCH_MIN = 10_000  # batch x channels from which `_bucket_index` beats searchsorted on the CPU
+
+
+def _sort_knots(knots: torch.Tensor, order_hint: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every channel's knots sorted (dim -1), and their order, starting from `order_hint` when it fits.
+
+    The previous call's order is still the sorted one for every channel when the weights did not change
+    (evaluation, the decoder benchmark) and for many channels while training. On the CPU the hinted order
+    is checked first (a diff and a min, about a fifth of a sort): when it still sorts every channel no sort
+    runs at all; otherwise only the channels out of order are sorted again, or all of them when more than a
+    quarter are (below that the partial sort is cheaper). On other devices the hinted order is sorted as a
+    whole, which needs no host synchronisation. Returns (sorted knots, order); the order may be the hint
+    itself (it is never modified in place).
+    """
+    if order_hint is None or order_hint.shape != knots.shape or order_hint.device != knots.device:
+        return knots.sort(dim=-1)
+    hinted = knots.gather(-1, order_hint)
+    if knots.device.type != "cpu":
+        hinted, inner = hinted.sort(dim=-1)
+        return hinted, order_hint.gather(-1, inner)
+    steps = hinted.diff(dim=1)  # >= 0 everywhere: the hint still sorts every channel (the usual case)
+    if bool(steps.amin() >= 0):  # NaN (inf - inf, equal knots) fails this check: decided per channel below
+        return hinted, order_hint
+    # the channels out of order: a knot below its left neighbour (inf - inf = nan: equal, in order)
+    rows = (steps.nan_to_num_(0.0, float("inf"), -float("inf")).amin(dim=1) < 0).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return hinted, order_hint
+    if 4 * rows.numel() > knots.shape[0]:  # sorting a quarter of the channels alone costs about a full sort
+        hinted, inner = hinted.sort(dim=-1)
+        return hinted, order_hint.gather(-1, inner)
+    resorted, inner = hinted.index_select(0, rows).sort(dim=-1)
+    order = order_hint.index_copy(0, rows, order_hint.index_select(0, rows).gather(-1, inner))
+    return hinted.index_copy_(0, rows, resorted), order
+
+
+def _bucket_index(sorted_knots: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """For every input y[b, n], n * (H + 1) + the number of channel n's knots below it: its bucket's index in
+    the flattened (N, H + 1) table of the buckets (int32 where it fits, shape (B, N)).
+
+    The counts are those of torch.searchsorted(sorted_knots, y.T) (side "left"). On the CPU they are found
+    by a branch-free binary search (Khuong & Morin's lower bound) run on all inputs at once: ceil(log2 H)
+    + 1 steps of one index_select, one comparison and one in-place add over the B x N inputs. searchsorted
+    spends most of its time there on mispredicted branches (about 20-25 ns an input with H = 128, the
+    largest cost of a training step); this takes about two thirds of that (benchmarks/decoder_throughput.py).
+    Its fixed cost (about 25 small ops) only pays from BRANCH_FREE_SEARCH_MIN inputs on; below that, and on
+    other devices (one kernel, no branch prediction to lose), searchsorted does the search.
+    """
+    N, H = sorted_knots.shape
+    B = y.shape[0]
+    index_dtype = torch.int32 if N * (H + 1) < 2**31 else torch.int64
+    rows = torch.arange(N, dtype=index_dtype, device=y.device)
+    if y.device.type != "cpu" or y.numel() < BRANCH_FREE_SEARCH_MIN:
+        counts = torch.searchsorted(sorted_knots, y.T.contiguous(), out_int32=index_dtype == torch.int32)
+        return (counts.T + rows * (H + 1)).contiguous()
+    knots = sorted_knots.view(-1)
+    values = y.reshape(-1)
+    below = torch.empty(values.shape, dtype=index_dtype, device=y.device)  # 1 where knot < input (a bool
+    # out would be slower: comparing into and adding from the index type saves a third of every step)
+    half = H // 2  # step 1: the middle knot of every channel, a (N,) vector, needs no index_select
+    torch.lt(sorted_knots[:, half], y, out=below.view(B, N))
+    position = torch.add(rows * H, below.view(B, N), alpha=half).view(-1)  # flat: channel n's knots from n H
+    remaining = H - half  # the count lies in [position, position + remaining]
+    found = torch.empty_like(values)
+    while remaining > 1:
+        half = remaining // 2
+        torch.index_select(knots[half:], 0, position, out=found)  # knots[position + half]
+        position.add_(torch.lt(found, values, out=below), alpha=half)
+        remaining -= half
+    torch.index_select(knots, 0, position, out=found)
+    position.add_(torch.lt(found, values, out=below))
+    return position.view(B, N).add_(rows)  # n H + count -> n (H + 1) + count
 
 
 class PiecewiseLinearReLU(torch.autograd.Function):
@@ -42,59 +113,69 @@ class PiecewiseLinearReLU(torch.autograd.Function):
 
     A one-hidden-layer ReLU network of a scalar is piecewise linear: unit h is active right of its knot
     t = -b1/w1 when w1 > 0, left of it when w1 < 0 (w1 = 0: knot -inf or +inf, always or never active).
-    Forward: sort each channel's H knots (starting from `order_hint`, the order of the previous call, which
-    is nearly sorted while training), find every input's bucket among them (torch.searchsorted), read the
-    slope and intercept of its active units from prefix sums over the sorted knots. Backward: the sums of g
-    and g*y over the inputs of every bucket (index_add), prefix-summed, give every knot the sums over the
-    inputs on its active side: the gradients of w1, b1, w2, and every input its slope (the gradient of y).
-    Cost O(N (H + B) log H) instead of O(N B H). Equal to the dense form up to float rounding
-    (tests/models/test_layers.py). Returns the output and the knot order (pass it back as order_hint).
+    Forward: sort each channel's H knots (`_sort_knots`, starting from `order_hint`, the order of the
+    previous call), find every input's bucket among them (`_bucket_index`, a binary search), read the slope
+    and intercept of its active units from prefix sums over the sorted knots. Backward: the sums of g and g*y
+    over the inputs of every bucket (index_add), prefix-summed, give every knot the sums over the inputs on
+    its active side: the gradients of w1, b1, w2, and every input its slope (the gradient of y).
+    Pairs that always travel together, (slope, intercept) in the forward pass and (g, g*y) in the backward
+    pass, are stored as one complex number (a view of a trailing dimension of 2 reals, whose sums are the
+    same real additions): every gather, prefix sum and index_add then moves N x B or N x H elements instead
+    of twice as many, with a contiguous index. Cost O(N (H + B) log H) instead of O(N B H). Equal to the
+    dense form up to float rounding (tests/models/test_layers.py). Returns the output and the knot order
+    (pass it back as order_hint).
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, y, w1, b1, w2, b2, order_hint=None):
         N, H = w1.shape
-        yt = y.T.contiguous()  # (N, B)
+        B = y.shape[0]
+        y = y.contiguous()  # (B, N)
         w1 = w1 + 0.0  # -0.0 -> +0.0: a unit with w1 = 0 counts as rising, knot -inf (b1 > 0) or +inf
         knots = (b1 / w1).neg_().nan_to_num_(float("inf"), float("inf"), -float("inf"))  # w1 = b1 = 0: never
-        if order_hint is not None and order_hint.shape == knots.shape and order_hint.device == knots.device:
-            sorted_knots, inner = knots.gather(-1, order_hint).sort(dim=-1)
-            order = order_hint.gather(-1, inner)
-        else:
-            sorted_knots, order = knots.sort(dim=-1)
-        bucket = torch.searchsorted(sorted_knots, yt)  # (N, B): the number of knots left of each input
-        sign = torch.ones_like(w1).copysign_(w1)  # +1: active right of the knot, -1: left of it
-        terms = torch.stack([w1, b1]).mul_(w2)  # (2, N, H): slope and intercept of every active unit
-        change = terms.new_empty(2, N, H + 1)  # unsorted; column H: the units active left of all knots
-        torch.mul(terms, sign, out=change[..., :H])  # what passing the knot left to right adds
-        torch.sum(terms - change[..., :H], dim=-1, out=change[..., H]).mul_(0.5)
-        padded_order = torch.cat([order.new_full((N, 1), H), order], dim=-1)
-        table = change.gather(-1, padded_order.expand(2, N, H + 1)).cumsum_(-1)  # per bucket (2, N, H+1)
-        slope, intercept = table.gather(-1, bucket.expand(2, N, -1))
-        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(H, device=order.device).expand(N, H))
-        ctx.save_for_backward(yt, w1, b1, w2, slope, bucket, rank, sign)
+        sorted_knots, order = _sort_knots(knots, order_hint)
+        flat = _bucket_index(sorted_knots, y)  # (B, N): bucket of each input in the flattened table
+        # what passing a knot left to right adds: w2 * |w1| to the slope, w2 * sign(w1) * b1 to the intercept
+        sign = torch.ones_like(w1).copysign_(w1)  # -1 where the unit is active left of its knot, else +1
+        signed_w2 = w2 * sign
+        weights = torch.complex(w1, b1)
+        change = weights * signed_w2  # (N, H): slope + i intercept
+        # table[:, j]: slope + i intercept in bucket j (left of sorted knot j): column 0 holds b2 and the
+        # units active left of all knots (w1 < 0: w2 - signed_w2 = 2 w2), column j + 1 the change at sorted
+        # knot j
+        table = change.new_empty(N, H + 1)
+        torch.sum(weights * (w2 - signed_w2), dim=1, out=table[:, 0])
+        first = torch.view_as_real(table[:, 0]).mul_(0.5)
+        first[:, 1].add_(b2)
+        torch.gather(change, 1, order, out=table[:, 1:])
+        table.cumsum_(1)
+        pair = table.view(-1).index_select(0, flat.view(-1)).view(B, N)
+        slope = pair.real
+        ctx.save_for_backward(y, w1, b1, w2, slope, flat, order, sign)
         ctx.mark_non_differentiable(order)
-        return intercept.addcmul_(yt, slope).add_(b2.unsqueeze(1)).T, order
+        return torch.addcmul(pair.imag, y, slope), order
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out, _grad_order):
-        yt, w1, b1, w2, slope, bucket, rank, sign = ctx.saved_tensors
+        y, w1, b1, w2, slope, flat, order, sign = ctx.saved_tensors
         N, H = w1.shape
-        B = yt.shape[1]
-        g = grad_out.T  # (N, B)
-        src = yt.new_empty(2, N, B)
-        src[0] = g
-        torch.mul(g, yt, out=src[1])
-        rows = torch.arange(0, 2 * N * (H + 1), H + 1, device=yt.device).view(2, N, 1)
-        sums = yt.new_zeros(2 * N * (H + 1)).index_add_(0, (bucket + rows).view(-1), src.view(-1))
-        sums = sums.view(2, N, H + 1).cumsum_(-1)  # [..., j]: over the inputs left of sorted knot j; H: all
-        total = sums[..., H:]
-        left = sums.gather(-1, rank.expand(2, N, H))  # for every unit (unsorted), over the inputs left of it
-        active = torch.addcmul(total * (sign + 1.0).mul_(0.5), sign, left, value=-1.0)  # on its active side
-        g0, g1 = active
-        return (g * slope).T, w2 * g1, w2 * g0, torch.addcmul(b1 * g0, w1, g1), total[0, :, 0], None
+        g = grad_out  # (B, N)
+        source = torch.complex(g, g * y).reshape(-1)  # g + i g*y for every input
+        sums = source.new_zeros(N * (H + 1)).index_add_(0, flat.view(-1), source)
+        sums = sums.view(N, H + 1).cumsum_(1)  # [:, j]: over the inputs left of sorted knot j; H: all inputs
+        left = torch.empty_like(sums[:, :H]).scatter_(1, order, sums[:, :H])  # for every unit (unsorted)
+        # the sums over the inputs on each unit's active side, as two contiguous (N, H) planes g and g*y:
+        # left of the knot where w1 < 0 (sign -1), right of it (all minus left) where w1 >= 0, i.e.
+        # total / 2 + sign * (total / 2 - left); arithmetic, as torch.where branches on every element
+        # (mispredicted half the time), and reading the real or imaginary part of a complex tensor is slow
+        # enough that every plane is read once
+        half_total = torch.view_as_real(sums[:, H:]).permute(2, 0, 1) * 0.5  # (2, N, 1)
+        active = torch.sub(half_total, torch.view_as_real(left).permute(2, 0, 1), out=w1.new_empty(2, N, H))
+        torch.addcmul(half_total, active, sign, out=active)
+        grad_b1, grad_w1 = w2 * active
+        return g * slope, grad_w1, grad_b1, torch.addcmul(b1 * active[0], w1, active[1]), sums[:, H].real, None
 
 
 def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:

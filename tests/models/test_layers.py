@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from nisca.models.layers import MLP, ChannelwiseMLP
+from nisca.models import layers
+from nisca.models.layers import MLP, ChannelwiseMLP, _bucket_index, _sort_knots
 
 
 def reference_loop(layer: ChannelwiseMLP, y: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ def test_batched_nonlinearity_equals_a_loop_of_separate_networks(n_channels, bat
     assert changed[0] and not changed[1:].any()
 
 
-def test_knot_sorted_gradients_equal_the_dense_form_in_float64():
+def test_knot_sorted_gradients_equal_the_dense_form_in_float64(search):
     """The piecewise-linear forward/backward (sorted knots) against autograd through all B x N x H units."""
     torch.manual_seed(1)
     layer = ChannelwiseMLP(9, hidden=24).double()
@@ -66,7 +67,7 @@ def _values_and_gradients(layer, forward, y, weights):
     return [out.detach(), y.grad] + [p.grad.clone() for p in layer.parameters()]
 
 
-def test_knot_sorted_form_handles_zero_input_weights_and_inputs_outside_all_knots():
+def test_knot_sorted_form_handles_zero_input_weights_and_inputs_outside_all_knots(search):
     """w1 = +0 / -0 with b1 > 0, < 0, = 0 (always on, never on, never on: relu'(0) = 0), and inputs far
     left and right of every knot (the first and last bucket)."""
     torch.manual_seed(2)
@@ -149,3 +150,74 @@ def test_gradients_reach_every_channel_and_the_mlp_shapes():
     mlp = MLP(7, 3, (16, 8))
     assert mlp(torch.randn(5, 7)).shape == (5, 3)
     assert sum(isinstance(m, nn.Linear) for m in mlp) == 3
+
+
+@pytest.fixture(params=["branch-free search", "searchsorted"])
+def search(request, monkeypatch):
+    """Both ways `_bucket_index` finds the buckets on the CPU, whatever the problem size."""
+    monkeypatch.setattr(layers, "BRANCH_FREE_SEARCH_MIN", 0 if request.param == "branch-free search" else 10**9)
+    return request.param
+
+
+@pytest.mark.parametrize("hidden", [1, 2, 3, 7, 16, 128, 129])
+def test_branch_free_knot_search_counts_like_searchsorted(hidden, search):
+    """`_bucket_index` (the CPU binary search) against torch.searchsorted (side "left"), with inputs on
+    knots, repeated and infinite knots, and inputs outside all knots."""
+    torch.manual_seed(5)
+    n_channels, batch = 7, 60
+    knots = torch.randn(n_channels, hidden) * 2
+    knots[0, : (hidden + 1) // 2] = 0.5  # repeated knots
+    knots[1, 0] = -float("inf")
+    knots[2, -1] = float("inf")
+    knots = knots.sort(dim=-1).values
+    y = torch.randn(batch, n_channels) * 3
+    y[:4] = knots[:, :4].T if hidden >= 4 else knots[:, :1].T  # inputs exactly on knots
+    y[4], y[5] = 1e4, -1e4
+    index = _bucket_index(knots, y)
+    assert index.dtype == torch.int32 and index.shape == (batch, n_channels)
+    expected = torch.searchsorted(knots, y.T.contiguous()).T + torch.arange(n_channels) * (hidden + 1)
+    assert torch.equal(index.long(), expected)
+
+
+def _hint_results(knots, hint):
+    sorted_knots, order = _sort_knots(knots, hint)
+    assert torch.equal(sorted_knots, knots.sort(dim=-1).values)  # values sorted
+    assert torch.equal(knots.gather(-1, order), sorted_knots)  # and the order is a permutation giving them
+    assert torch.equal(order.sort(dim=-1).values, torch.arange(knots.shape[1]).expand_as(order))
+    return sorted_knots, order
+
+
+def test_knot_sort_is_skipped_or_limited_to_the_channels_a_stale_hint_no_longer_sorts():
+    torch.manual_seed(6)
+    knots = torch.randn(12, 9)
+    knots[0, :3] = float("inf")  # equal infinite knots (inf - inf = nan between them) ...
+    knots[0, 3:5] = -float("inf")
+    _, hint = knots.sort(dim=-1)
+    hint_before = hint.clone()
+    sorted_knots, order = _hint_results(knots, hint)
+    assert order is hint  # still sorted: no sort at all, the hint itself comes back
+    moved = knots.clone()
+    moved[0, 5], moved[0, 6] = 10.0, -10.0  # ... and an inversion in the same channel is still found
+    moved[3] = moved[3].flip(0)
+    _, order = _hint_results(moved, hint)  # two channels of twelve: only those re-sorted
+    untouched = [n for n in range(12) if n not in (0, 3)]
+    assert torch.equal(order[untouched], hint[untouched])
+    assert not torch.equal(order[0], hint[0]) and not torch.equal(order[3], hint[3])
+    _, order = _hint_results(torch.randn(12, 9), hint)  # most channels out of order: one sort of all
+    assert torch.equal(hint, hint_before)  # the hint is never modified in place
+
+
+def test_piecewise_form_stays_exact_while_few_knots_cross_between_steps(search):
+    """Small weight updates (a few channels' knot orders change per step: the partial re-sort) against the
+    dense form, values and all gradients."""
+    torch.manual_seed(7)
+    layer = ChannelwiseMLP(12, hidden=40).double()
+    y = torch.randn(50, 12, dtype=torch.float64) * 2
+    weights = torch.randn(50, 12, dtype=torch.float64)
+    for step in range(6):
+        fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+        dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
+        for a, b in zip(fast, dense):
+            assert torch.allclose(a, b, atol=1e-10)
+        with torch.no_grad():
+            layer.bias_in[step % 12].add_(torch.randn(40, dtype=torch.float64) * 0.3)
