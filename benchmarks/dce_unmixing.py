@@ -37,6 +37,8 @@ RECIPES: dict[str, dict] = {
     "prior-learn-monotone": {"prior": "learn", "monotone": True},
     "prior-learn-slow": {"prior": "learn", "lr_decoder": 3e-4},  # A and f stay nearer their VCA start
     "prior-learn-slow-f": {"prior": "learn", "lr_nonlinearity": 3e-4},
+    "linear-first": {"linear_first": True},  # VASCA to early stopping, then f freed; lowest val loss kept
+    "prior-learn-linear-first": {"prior": "learn", "linear_first": True},
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
     "vasca-prior-learn": {"prior": "learn"},
@@ -67,7 +69,8 @@ def run_one(method: str, recipe: str, scene, seed: int, max_epochs: int) -> dict
     start = time.perf_counter()
     result = fit(method, scene, config, progress_bar=False)
     return {"rmse": float(result.metrics["abundance_rmse"]), "val_loss": float(result.metrics.get("val_loss", np.nan)),
-            "seconds": time.perf_counter() - start, "epochs": result.epochs}
+            "seconds": time.perf_counter() - start, "epochs": result.epochs,
+            **{key: result.metrics[key] for key in ("nonlinear_gain", "nonlinearity_kept") if key in result.metrics}}
 
 
 def main(argv: list[str] | None = None) -> int:

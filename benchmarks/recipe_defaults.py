@@ -39,6 +39,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "learn-prior": {"noise": "learn", "prior": "learn"},
     "slow-f": {"lr_nonlinearity": 1e-3},
     "estimate": {"noise": "estimate"},
+    "linear-first": {"linear_first": True},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),
@@ -65,6 +66,9 @@ def run_one(task: tuple[str, str, int, int, int]) -> tuple[str, str, int, float,
                          noise_reference=reference[0] if reference else "total")
     start = time.perf_counter()
     result = fit("nisca", scene, {**RECIPES[recipe], "seed": seed, "max_epochs": epochs}, progress_bar=False)
+    extra = {key: result.metrics[key] for key in ("nonlinear_gain", "nonlinearity_kept") if key in result.metrics}
+    print(f"{scene_name}, {recipe}, seed {seed}: mse {result.metrics['abundance_mse']:.4g}, {result.epochs} epochs"
+          + "".join(f", {key} {value:.3g}" for key, value in extra.items()), file=sys.stderr, flush=True)
     return (scene_name, recipe, seed, result.metrics["abundance_mse"], result.metrics["r2_nonlinearity"],
             time.perf_counter() - start)
 

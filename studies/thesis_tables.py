@@ -103,7 +103,7 @@ def run_job(job: Job) -> dict[str, object]:
     result = fit(job.method, scene, config, progress_bar=False)
     row: dict[str, object] = {"method": job.method, "data": job.data, "snr_db": job.snr, "seed": job.seed,
                               "samples": job.samples, "epochs": result.epochs}
-    for key in ("abundance_mse", "subspace_distance", "r2_nonlinearity", "val_loss", "wall_time_s"):
+    for key in FIELDS[6:]:
         row[key] = result.metrics.get(key, math.nan)
     return row
 
@@ -149,7 +149,8 @@ def markdown(rows: list[dict[str, object]], methods: Sequence[str], snrs: Sequen
 
 
 FIELDS = ("method", "data", "snr_db", "seed", "samples", "epochs", "abundance_mse", "subspace_distance",
-          "r2_nonlinearity", "val_loss", "wall_time_s")
+          "r2_nonlinearity", "val_loss", "wall_time_s", "nonlinearity_kept",
+          "val_loss_linear_phase")
 
 
 def run_all(jobs: list[Job], workers: int, csv_path: Path | None) -> list[dict[str, object]]:

@@ -144,6 +144,9 @@ def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> 
     if "restarts" in values:
         raise ConfigError(f"{where}: 'restarts' is for single fits (a trial reports one training); "
                           "list more `seeds` in the study instead")
+    if "linear_first" in values:
+        raise ConfigError(f"{where}: 'linear_first' is for single fits (its two trainings cannot resume "
+                          "a trial from one checkpoint)")
     grid_only = spec.searcher == "grid" or (spec.searcher == "random" and spec.num_samples == 1)
     if not searches and not grid_only:
         raise ConfigError(

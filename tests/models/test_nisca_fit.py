@@ -139,6 +139,7 @@ def test_a_nan_scene_is_refused():
     ({"restarts": 0}, "restarts"),
     ({"prior": "sparse"}, "prior"),
     ({"lr_nonlinearity": -1.0}, "lr_nonlinearity"),
+    ({"linear_first": True, "monotone": True}, "linear_first needs"),
 ])
 def test_bad_settings_are_config_errors(small_scene, settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -175,6 +176,45 @@ def test_restarts_keep_the_start_with_the_lowest_validation_loss(small_scene, tm
     assert (tmp_path / "two" / "start-1" / "checkpoints").is_dir()
     with pytest.raises(ConfigError, match="restarts = 1"):
         fit("nisca", small_scene, {**TINY, "restarts": 2}, resume_from=single.checkpoint_path)
+
+
+def _max_curvature(curves: dict[str, np.ndarray]) -> float:
+    """Largest deviation of any learned curve from the straight line through its two ends, relative to
+    the curve's range (0 for the identity f, whatever the data scaling)."""
+    x, y = curves["inputs"], curves["outputs"]
+    line = y[:1] + (x - x[:1]) / (x[-1:] - x[:1]) * (y[-1:] - y[:1])
+    return float((np.abs(y - line) / np.ptp(y, axis=0)).max())
+
+
+class BreakFreeNonlinearity(L.Callback):
+    """Sabotage: whenever f is free (the nonlinear phase), it is shifted by 5 scaled units before validation."""
+
+    def on_validation_start(self, trainer, plan):
+        nonlinearity = plan.module.nonlinearity
+        if nonlinearity.bias_out.requires_grad:
+            with torch.no_grad():
+                nonlinearity.bias_out.fill_(5.0)
+
+
+@pytest.mark.filterwarnings("ignore::nisca.identifiability.IdentifiabilityWarning")
+def test_linear_first_keeps_the_phase_with_the_lower_validation_loss(pnl_scene, tmp_path):
+    """The linear phase is VASCA (f = identity, frozen); the nonlinear phase then frees f. On a
+    post-nonlinear scene the free f wins on held-out pixels; when the free phase is broken, the linear
+    phase's result (identity curves) is reported instead."""
+    settings = {"linear_first": True, "max_epochs": 8, "patience": 8, "inference_samples": 8}
+    free = fit("nisca", pnl_scene, settings, workdir=tmp_path / "free", progress_bar=False)
+    assert (tmp_path / "free" / "linear-phase" / "checkpoints").is_dir()
+    assert free.metrics["nonlinearity_kept"] == 1.0 and free.metrics["nonlinear_gain"] > 0.1
+    assert free.metrics["val_loss"] < free.metrics["val_loss_linear_phase"]
+    assert free.epochs > free.metrics["epochs_linear_phase"]
+    assert _max_curvature(free.curves) > 0.02
+    broken = fit("nisca", pnl_scene, settings, [BreakFreeNonlinearity()], workdir=tmp_path / "broken",
+                 progress_bar=False)
+    assert broken.metrics["nonlinearity_kept"] == 0.0 and broken.metrics["nonlinear_gain"] < 0
+    assert broken.metrics["val_loss"] == pytest.approx(free.metrics["val_loss_linear_phase"])
+    assert _max_curvature(broken.curves) < 1e-4
+    with pytest.raises(ConfigError, match="linear_first = false"):
+        fit("nisca", pnl_scene, settings, resume_from=free.checkpoint_path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is present")

@@ -39,6 +39,8 @@ def spec(**changes) -> StudySpec:
         ({"latent_dims": [9]}, DataError, ["K = 9", "6 channels"]),
         ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "restarts": 3}}}, ConfigError,
          ["restarts", "seeds"]),
+        ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "linear_first": True}}}, ConfigError,
+         ["linear_first", "single fits"]),
     ],
 )
 def test_bad_spec_is_refused_with_one_message(changes, error, words):
