@@ -87,3 +87,26 @@ def test_callbacks_see_val_loss_and_training_resumes_from_a_checkpoint(small_sce
 def test_the_seed_is_honoured(small_scene):
     runs = [fit("cnae", small_scene, {**TINY, "seed": seed}, progress_bar=False).abundances for seed in (0, 1)]
     assert not np.allclose(runs[0], runs[1], atol=1e-3)
+
+
+def test_input_map_gives_normal_scores_to_the_skewed_channel_only_and_inverts():
+    """'auto': the thesis' 0.4 exp(y) channel (skewness far above SKEW_LIMIT) gets normal scores, the
+    sigmoid and tanh channels are standardised; data -> network units -> data is the identity."""
+    Y = simulate_pnl(3, 3, 2000, 30.0, "thesis", seed=0, noise_reference="channel").Y.astype(np.float64)
+    module = CnaeModule({"rho": 100.0, "hidden": 8, "input_map": "auto"}, 3, len(Y))
+    module.fit_input_map(Y)
+    assert module.quantile_channels.tolist() == [False, False, True]
+    x = module.to_network(Y)
+    assert np.allclose(x[:, :2], (Y[:, :2] - Y[:, :2].mean(0)) / Y[:, :2].std(0), atol=1e-5)
+    assert abs(float(np.mean(x[:, 2] ** 3))) < 0.2  # normal scores: no longer skewed
+    assert np.allclose(module.to_data(x.astype(np.float64)), Y, rtol=1e-4, atol=1e-6 * np.abs(Y).max())
+    beyond = np.array([[0.0, 0.0, Y[:, 2].max() * 2]])  # outside the knots: extrapolated, still increasing
+    assert module.to_network(beyond)[0, 2] > x[:, 2].max()
+
+
+def test_standardise_map_matches_plain_standardisation(small_scene):
+    module = CnaeModule({"rho": 100.0, "hidden": 8, "input_map": "standardise"}, 3, small_scene.n_pixels)
+    Y = small_scene.Y.astype(np.float64)
+    module.fit_input_map(Y)
+    assert not module.quantile_channels.any()
+    assert np.allclose(module.to_network(Y), (Y - Y.mean(0)) / Y.std(0), atol=1e-5)
