@@ -39,6 +39,13 @@ RECIPES: dict[str, dict] = {
     "prior-learn-slow-f": {"prior": "learn", "lr_nonlinearity": 3e-4},
     "linear-first": {"linear_first": True},  # VASCA to early stopping, then f freed; lowest val loss kept
     "prior-learn-linear-first": {"prior": "learn", "linear_first": True},
+    "mves-init": {"init": "mves"},  # A starts at MVES's simplex (the best linear method here)
+    "mves-init-prior-learn": {"init": "mves", "prior": "learn"},
+    "shared-f": {"shared_nonlinearity": True},  # one f for every frame (the SPGR equation is the same)
+    "shared-f-prior-learn": {"shared_nonlinearity": True, "prior": "learn"},
+    "shared-f-mves-prior-learn": {"shared_nonlinearity": True, "prior": "learn", "init": "mves"},
+    "mves-init-shared-noise": {"init": "mves", "noise": "learn-shared"},
+    "mves-init-prior-learn-shared-noise": {"init": "mves", "prior": "learn", "noise": "learn-shared"},
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
     "vasca-prior-learn": {"prior": "learn"},

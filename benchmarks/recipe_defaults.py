@@ -40,6 +40,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "slow-f": {"lr_nonlinearity": 1e-3},
     "estimate": {"noise": "estimate"},
     "linear-first": {"linear_first": True},
+    "mves-init": {"init": "mves"},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),

@@ -256,3 +256,31 @@ class ChannelwiseMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.n_channels}, hidden={self.hidden}, monotone={self.monotone}, residual={self.residual}"
+
+
+class SharedChannelNonlinearity(nn.Module):
+    """One scalar network F for all N channels, with a per-channel affine output:
+    f_n(y) = gain_n F(y) + offset_n.
+
+    For data whose nonlinearity is physically the same function in every channel, up to each channel's
+    scaling: in fast-exchange DCE-MRI every frame goes through the same spoiled gradient-echo equation
+    (docs/dce.md), and the per-channel standardisation of the data only adds the affine part. N channel
+    networks could each bend differently; one shared F cannot absorb channel-specific structure. All
+    B x N inputs go through F at once, as one channel of a ChannelwiseMLP (same options: monotone,
+    residual). Starts at the identity when `residual` (gain 1, offset 0, small g).
+    Shapes: input (batch, N) -> output (batch, N).
+    """
+
+    def __init__(self, n_channels: int, hidden: int = 128, monotone: bool = False, residual: bool = False) -> None:
+        super().__init__()
+        self.n_channels = int(n_channels)
+        self.network = ChannelwiseMLP(1, hidden, monotone=monotone, residual=residual)
+        self.gain = nn.Parameter(torch.ones(self.n_channels))
+        self.offset = nn.Parameter(torch.zeros(self.n_channels))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        shared = self.network(y.reshape(-1, 1)).view_as(y)
+        return torch.addcmul(self.offset, shared, self.gain)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.n_channels}"

@@ -37,13 +37,17 @@ class NiscaConfig(VariationalConfig):
     non-monotone f); the checkpoint with the lowest validation loss over both phases is kept (metric
     `nonlinearity_kept`; `nonlinear_gain` is the drop in validation loss the free f bought, nats per pixel
     and channel). A fixed bar on that gain does not separate linear from nonlinear data: free f gains
-    0.004-0.35 on linear scenes and 0.06-3 on nonlinear ones (docs/results.md)."""
+    0.004-0.35 on linear scenes and 0.06-3 on nonlinear ones (docs/results.md). `shared_nonlinearity`:
+    one f for every channel up to a per-channel gain and offset (nisca.models.layers.
+    SharedChannelNonlinearity), for data where physics says the nonlinearity is the same in every
+    channel (fast-exchange DCE-MRI: one signal equation at every frame)."""
 
     nonlinearity_hidden: int = 128
     monotone: bool = False
     residual: bool = True
     lr_nonlinearity: float | None = None
     linear_first: bool = False
+    shared_nonlinearity: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -51,6 +55,8 @@ class NiscaConfig(VariationalConfig):
             raise ConfigError("NiscaConfig: nonlinearity_hidden must be >= 1")
         if self.lr_nonlinearity is not None and not self.lr_nonlinearity > 0:
             raise ConfigError("NiscaConfig: lr_nonlinearity must be > 0 (or null for lr_decoder)")
+        if self.linear_first and self.shared_nonlinearity:
+            raise ConfigError("NiscaConfig: linear_first and shared_nonlinearity cannot be combined yet")
         if self.linear_first and (self.monotone or not self.residual):
             raise ConfigError("NiscaConfig: linear_first needs residual = true and monotone = false "
                               "(the linear phase sets f(y) = y + g(y) with g = 0)")
@@ -79,12 +85,16 @@ def _noise_variance(Y: np.ndarray, config: VariationalConfig) -> float:
 
 
 def _initial_mixing(Y: np.ndarray, config: VariationalConfig, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """A (N, K) in scaled units: VCA's endmembers (largest simplex of `vca_restarts` runs), or standard
-    normal entries."""
-    if config.init == "vca":
+    """A (N, K) in scaled units: VCA's endmembers (largest simplex of `vca_restarts` runs), MVES's
+    (the minimum-volume enclosing simplex), or standard normal entries."""
+    if config.init in ("vca", "mves"):
+        from nisca.baselines.mves import mves
         from nisca.baselines.vca import vca_max_volume
 
-        endmembers, _ = vca_max_volume(Y, config.latent_dim, seed=config.seed, restarts=config.vca_restarts)
+        if config.init == "vca":
+            endmembers, _ = vca_max_volume(Y, config.latent_dim, seed=config.seed, restarts=config.vca_restarts)
+        else:
+            endmembers, _ = mves(Y, config.latent_dim, seed=config.seed)
         return (np.asarray(endmembers, dtype=np.float64) - offset[:, None]) / scale[:, None]
     rng = np.random.default_rng(config.seed)
     return rng.standard_normal((Y.shape[1], config.latent_dim))

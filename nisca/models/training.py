@@ -23,7 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from nisca.config import BaseConfig
 from nisca.errors import ConfigError, TrainingDivergedError
-from nisca.models.layers import ChannelwiseMLP
+from nisca.models.layers import ChannelwiseMLP, SharedChannelNonlinearity
 from nisca.models.module import VariationalSimplexModule
 
 QUIET_LOGGERS = (
@@ -59,8 +59,9 @@ class VariationalConfig(BaseConfig):
       abundance MSE on Dirichlet(1) scenes (docs/results.md), so it is an option, not the default.
     standardize: 'channel' (centre and scale each channel to unit variance; the noise variance is scaled
       with it, so the likelihood is unchanged), 'global' (one scale for all channels) or 'none'.
-    init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity)
-      or 'random' (standard normal entries, the thesis' start). vca_restarts: VCA runs for the warm start;
+    init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity),
+      'mves' (MVES's endmembers, nisca.baselines.mves: no pure pixels needed, slower on big scenes) or
+      'random' (standard normal entries, the thesis' start). vca_restarts: VCA runs for the warm start;
       the largest simplex is kept (nisca.baselines.vca.vca_max_volume).
     restarts: whole trainings from different starts (seed, seed+1, ...; same validation split), the one
       with the lowest validation loss kept (against local optima of the non-convex ELBO; a modest gain
@@ -82,7 +83,7 @@ class VariationalConfig(BaseConfig):
     patience: int = 30
     val_fraction: float = 0.1
     standardize: Literal["channel", "global", "none"] = "channel"
-    init: Literal["vca", "random"] = "vca"
+    init: Literal["vca", "mves", "random"] = "vca"
     vca_restarts: int = 8
     restarts: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -177,7 +178,8 @@ def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequen
     """The torch module described by a config dict (NISCA when it has nonlinearity settings)."""
     nonlinearity = None
     if "nonlinearity_hidden" in config:
-        nonlinearity = ChannelwiseMLP(
+        layer = SharedChannelNonlinearity if config.get("shared_nonlinearity", False) else ChannelwiseMLP
+        nonlinearity = layer(
             n_channels,
             hidden=config["nonlinearity_hidden"],
             monotone=config["monotone"],

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nisca.models import layers
-from nisca.models.layers import MLP, ChannelwiseMLP, _bucket_index, _sort_knots
+from nisca.models.layers import MLP, ChannelwiseMLP, SharedChannelNonlinearity, _bucket_index, _sort_knots
 
 
 def reference_loop(layer: ChannelwiseMLP, y: torch.Tensor) -> torch.Tensor:
@@ -221,3 +221,23 @@ def test_piecewise_form_stays_exact_while_few_knots_cross_between_steps(search):
             assert torch.allclose(a, b, atol=1e-10)
         with torch.no_grad():
             layer.bias_in[step % 12].add_(torch.randn(40, dtype=torch.float64) * 0.3)
+
+
+def test_shared_nonlinearity_is_one_curve_up_to_a_per_channel_affine_map():
+    """f_n(y) = gain_n F(y) + offset_n: the same input in two channels differs only by those two numbers,
+    gradients reach the shared network, and it starts at the identity in residual mode."""
+    torch.manual_seed(0)
+    layer = SharedChannelNonlinearity(5, hidden=16, residual=True)
+    y = torch.linspace(-3, 3, 200).unsqueeze(1).expand(200, 5).contiguous()
+    assert torch.allclose(layer(y), y, atol=0.5)  # near the identity at the start (small g)
+    with torch.no_grad():
+        layer.network.weight_out.mul_(50.0)  # a clearly nonlinear F
+        layer.gain.copy_(torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0]))
+        layer.offset.copy_(torch.tensor([0.0, 1.0, 2.0, -1.0, 0.5]))
+    out = layer(y)
+    shared = (out - layer.offset) / layer.gain
+    assert torch.allclose(shared, shared[:, :1].expand_as(shared), atol=1e-5)
+    assert (shared[:, 0] - y[:, 0]).abs().max() > 0.1  # F is not the identity any more
+    out.square().sum().backward()
+    assert layer.network.weight_in.grad.shape == (1, 16) and layer.network.weight_in.grad.abs().sum() > 0
+    assert layer.gain.grad.shape == (5,)
