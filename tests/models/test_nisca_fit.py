@@ -140,6 +140,8 @@ def test_a_nan_scene_is_refused():
     ({"prior": "sparse"}, "prior"),
     ({"lr_nonlinearity": -1.0}, "lr_nonlinearity"),
     ({"linear_first": True, "monotone": True}, "linear_first needs"),
+    ({"linear_first": True, "shared_nonlinearity": True}, "cannot be combined"),
+    ({"init": "nfindr"}, "init"),
 ])
 def test_bad_settings_are_config_errors(small_scene, settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -221,3 +223,17 @@ def test_linear_first_keeps_the_phase_with_the_lower_validation_loss(pnl_scene, 
 def test_asking_for_cuda_without_a_gpu_is_a_config_error(small_scene):
     with pytest.raises(ConfigError, match="no CUDA device"):
         fit("nisca", small_scene, {**TINY, "device": "cuda"}, progress_bar=False)
+
+
+def test_mves_warm_start_puts_a_at_the_enclosing_simplex():
+    """init='mves': A starts at MVES's endmembers (in the model's scaled units); on noiseless linear
+    data they are the true endmembers, found without pure pixels."""
+    from nisca.models.nisca import NiscaConfig, _initial_mixing, scaling
+
+    scene = simulate_pnl(5, 3, 800, None, nonlinearity="linear", seed=2)
+    Y = scene.Y.astype(np.float64)
+    offset, scale = scaling(Y, "channel")
+    A = _initial_mixing(Y, NiscaConfig(latent_dim=3, init="mves"), offset, scale)
+    truth = (scene.truth.endmembers - offset[:, None]) / scale[:, None]
+    distances = np.linalg.norm(A[:, :, None] - truth[:, None, :], axis=0)  # (estimated, true)
+    assert distances.min(axis=0).max() < 0.05 * np.linalg.norm(truth, axis=0).min()
