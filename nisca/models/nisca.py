@@ -37,7 +37,7 @@ class NiscaConfig(VariationalConfig):
     non-monotone f); the checkpoint with the lowest validation loss over both phases is kept (metric
     `nonlinearity_kept`; `nonlinear_gain` is the drop in validation loss the free f bought, nats per pixel
     and channel). A fixed bar on that gain does not separate linear from nonlinear data: free f gains
-    0.004-0.35 on linear scenes and 0.06-3 on nonlinear ones (docs/results.md). `shared_nonlinearity`:
+    0.004-0.35 on linear scenes and 0.06-1.0 on nonlinear ones (docs/results.md). `shared_nonlinearity`:
     one f for every channel up to a per-channel gain and offset (nisca.models.layers.
     SharedChannelNonlinearity), for data where physics says the nonlinearity is the same in every
     channel (fast-exchange DCE-MRI: one signal equation at every frame)."""
@@ -87,17 +87,17 @@ def _noise_variance(Y: np.ndarray, config: VariationalConfig) -> float:
 def _initial_mixing(Y: np.ndarray, config: VariationalConfig, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """A (N, K) in scaled units: VCA's endmembers (largest simplex of `vca_restarts` runs), MVES's
     (the minimum-volume enclosing simplex), or standard normal entries."""
-    if config.init in ("vca", "mves"):
-        from nisca.baselines.mves import mves
+    if config.init == "random":
+        return np.random.default_rng(config.seed).standard_normal((Y.shape[1], config.latent_dim))
+    if config.init == "vca":
         from nisca.baselines.vca import vca_max_volume
 
-        if config.init == "vca":
-            endmembers, _ = vca_max_volume(Y, config.latent_dim, seed=config.seed, restarts=config.vca_restarts)
-        else:
-            endmembers, _ = mves(Y, config.latent_dim, seed=config.seed)
-        return (np.asarray(endmembers, dtype=np.float64) - offset[:, None]) / scale[:, None]
-    rng = np.random.default_rng(config.seed)
-    return rng.standard_normal((Y.shape[1], config.latent_dim))
+        endmembers, _ = vca_max_volume(Y, config.latent_dim, seed=config.seed, restarts=config.vca_restarts)
+    else:
+        from nisca.baselines.mves import mves
+
+        endmembers, _ = mves(Y, config.latent_dim, seed=config.seed)
+    return (np.asarray(endmembers, dtype=np.float64) - offset[:, None]) / scale[:, None]
 
 
 def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) -> dict[str, np.ndarray]:
