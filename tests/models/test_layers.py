@@ -99,6 +99,13 @@ def test_knot_sorted_form_at_inputs_equal_to_a_knot():
     assert all(torch.isfinite(t).all() for t in fast)
 
 
+def _assert_piecewise_equals_dense(layer: ChannelwiseMLP, y: torch.Tensor, weights: torch.Tensor) -> None:
+    fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+    dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
+    for a, b in zip(fast, dense):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_knot_order_of_the_previous_call_is_only_a_hint():
     """The sort starts from the last call's knot order; after the weights move (knots cross) the result is
     still exact, and a stale hint (another shape) is ignored."""
@@ -107,10 +114,7 @@ def test_knot_order_of_the_previous_call_is_only_a_hint():
     y = torch.randn(40, 5, dtype=torch.float64) * 2
     weights = torch.randn(40, 5, dtype=torch.float64)
     for step in range(3):
-        fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
-        dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
-        for a, b in zip(fast, dense):
-            assert torch.allclose(a, b, atol=1e-10)
+        _assert_piecewise_equals_dense(layer, y, weights)
         with torch.no_grad():
             for parameter in layer.parameters():
                 parameter.add_(torch.randn_like(parameter) * 0.5)
@@ -215,10 +219,7 @@ def test_piecewise_form_stays_exact_while_few_knots_cross_between_steps(search):
     y = torch.randn(50, 12, dtype=torch.float64) * 2
     weights = torch.randn(50, 12, dtype=torch.float64)
     for step in range(6):
-        fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
-        dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
-        for a, b in zip(fast, dense):
-            assert torch.allclose(a, b, atol=1e-10)
+        _assert_piecewise_equals_dense(layer, y, weights)
         with torch.no_grad():
             layer.bias_in[step % 12].add_(torch.randn(40, dtype=torch.float64) * 0.3)
 
