@@ -18,6 +18,8 @@ variance instead of one white variance from the total power: with the thesis gen
 0.4*exp(y) channel carries almost all the power and the other two channels sit below the noise for most
 seeds (the header lists every scene's per-channel SNR). `--set KEY=VALUE` sets a config key on every
 method whose config has it (e.g. `--set noise=learn`); a key that no listed method has is an error.
+`--generator original` uses the original code's nonlinear generator instead (A z scaled by 5, 5 sigmoid(y)
++ 0.3 y on every channel; MODEL.md section 5), and `--data nonlinear` runs only one kind of data.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from pathlib import Path
 
 METHODS = ["nisca", "vasca"]
 SNRS = (10.0, 20.0, 30.0)
-DATA = {"linear": "linear", "nonlinear": "thesis"}  # data kind -> simulate_pnl nonlinearity
+DATA = ("linear", "nonlinear")  # data kinds; nonlinear data use the --generator (default "thesis")
+GENERATORS = ("thesis", "original")
 
 # (table, metric, data kind, title) in the thesis' order; published values by method then SNR.
 TABLES = (
@@ -68,20 +71,23 @@ class Job:
     max_epochs: int
     noise_reference: str = "total"
     overrides: tuple[tuple[str, object], ...] = ()
+    generator: str = "thesis"
 
 
-def make_scene(data: str, snr: float, seed: int, samples: int, noise_reference: str):
+def make_scene(data: str, snr: float, seed: int, samples: int, noise_reference: str, generator: str = "thesis"):
     from nisca.data.synthetic import simulate_pnl
 
-    return simulate_pnl(3, 3, samples, snr, nonlinearity=DATA[data], seed=seed, noise_reference=noise_reference)
+    nonlinearity = "linear" if data == "linear" else generator
+    return simulate_pnl(3, 3, samples, snr, nonlinearity=nonlinearity, seed=seed, noise_reference=noise_reference)
 
 
-def channel_snrs(data: str, snr: float, seed: int, samples: int, noise_reference: str) -> list[float]:
+def channel_snrs(data: str, snr: float, seed: int, samples: int, noise_reference: str,
+                 generator: str = "thesis") -> list[float]:
     """Each channel's SNR in dB (its clean signal variance over its noise variance) for one scene."""
     import numpy as np
 
-    clean = make_scene(data, math.inf, seed, samples, noise_reference).Y.astype(np.float64)
-    noisy = make_scene(data, snr, seed, samples, noise_reference).Y.astype(np.float64)
+    clean = make_scene(data, math.inf, seed, samples, noise_reference, generator).Y.astype(np.float64)
+    noisy = make_scene(data, snr, seed, samples, noise_reference, generator).Y.astype(np.float64)
     return (10 * np.log10(clean.var(axis=0) / (noisy - clean).var(axis=0))).tolist()
 
 
@@ -96,7 +102,7 @@ def run_job(job: Job) -> dict[str, object]:
     from nisca import fit
     from nisca.methods import get_method
 
-    scene = make_scene(job.data, job.snr, job.seed, job.samples, job.noise_reference)
+    scene = make_scene(job.data, job.snr, job.seed, job.samples, job.noise_reference, job.generator)
     config: dict[str, object] = {"seed": job.seed, **dict(job.overrides)}
     if get_method(job.method).trained:
         config["max_epochs"] = job.max_epochs
@@ -197,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="parallel fits (one torch thread each)")
     parser.add_argument("--noise-reference", choices=("total", "channel"), default="total",
                         help="noise from the total signal power (MODEL.md, default) or per channel")
+    parser.add_argument("--generator", choices=GENERATORS, default="thesis",
+                        help="nonlinear data: the thesis' generator (default) or the original code's")
+    parser.add_argument("--data", nargs="+", choices=DATA, default=list(DATA), help="kinds of data to run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for the trained methods (value parsed as JSON, else a string)")
     parser.add_argument("--out", default=None, help="write the Markdown here (and the rows as .csv beside it)")
@@ -214,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         raise SystemExit(f"thesis_tables: {error}") from None
     jobs = [Job(method, data, snr, seed, args.samples, args.max_epochs, args.noise_reference,
-                tuple(per_method[method].items()))
-            for seed in range(args.seeds) for data in DATA for snr in args.snr for method in args.methods]
+                tuple(per_method[method].items()), args.generator)
+            for seed in range(args.seeds) for data in args.data for snr in args.snr for method in args.methods]
     start = time.perf_counter()
     csv_path = Path(args.out).with_suffix(".csv") if args.out else None
     if args.from_csv:
@@ -226,17 +235,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python studies/thesis_tables.py " + " ".join(argv if argv is not None else sys.argv[1:])
     settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
     header = (
-        f"Generator: simulate_pnl N = K = 3, nonlinear = 'thesis', linear = 'linear', noise reference "
+        f"Generator: simulate_pnl N = K = 3, nonlinear = '{args.generator}', linear = 'linear', noise reference "
         f"'{args.noise_reference}'; {args.samples} samples; seeds 0..{args.seeds - 1}; SNR "
         f"{', '.join(f'{s:g}' for s in args.snr)} dB; methods' default configs with overrides: {settings}; "
         f"trained methods at most {args.max_epochs} epochs, early stopping and checkpoint selection on the "
         f"validation loss (10 % held out). {len(rows)} fits in {elapsed / 60:.1f} min "
         f"({os.cpu_count()} CPUs, shared). Command: `{command.strip()}`\n"
     )
-    snr_lines = ["Per-channel SNR of the nonlinear scenes (dB, channels 1-3: sigmoid, tanh, exp):", ""]
+    channels = "sigmoid, tanh, exp" if args.generator == "thesis" else "5 sigmoid(y) + 0.3 y in each"
+    snr_lines = [f"Per-channel SNR of the nonlinear scenes (dB, channels 1-3: {channels}):", ""]
     for snr in args.snr:
         cells = [" / ".join(f"{v:.0f}" for v in channel_snrs("nonlinear", snr, seed, args.samples,
-                                                             args.noise_reference))
+                                                             args.noise_reference, args.generator))
                  for seed in range(args.seeds)]
         snr_lines.append(f"- {snr:g} dB: " + "; ".join(f"seed {i}: {c}" for i, c in enumerate(cells)))
     text = header + "\n" + "\n".join(snr_lines) + "\n\n" + markdown(rows, args.methods, args.snr)

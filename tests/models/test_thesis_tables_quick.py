@@ -64,3 +64,16 @@ def test_channel_noise_variant_with_overrides_and_classic_rows(thesis_tables, tm
         thesis_tables.main(["--quick", "--set", "noise"])
     with pytest.raises(SystemExit, match="'noize' belong to none of the methods"):
         thesis_tables.main(["--quick", "--set", "noize=learn"])
+
+
+def test_original_generator_on_nonlinear_data_only(thesis_tables, tmp_path):
+    """--generator original --data nonlinear: one kind of data, the original code's f on every channel."""
+    out = tmp_path / "original.md"
+    assert thesis_tables.main(["--quick", "--methods", "vca", "--generator", "original", "--data", "nonlinear",
+                               "--out", str(out)]) == 0
+    assert "nonlinear = 'original'" in out.read_text()
+    with out.with_suffix(".csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["method"], row["data"]) for row in rows] == [("vca", "nonlinear")]
+    scene = thesis_tables.make_scene("nonlinear", 20.0, 0, 300, "total", "original")
+    assert scene.truth.nonlinearity == "original"
