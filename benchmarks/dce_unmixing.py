@@ -44,6 +44,7 @@ RECIPES: dict[str, dict] = {
     "shared-f": {"shared_nonlinearity": True},  # one f for every frame (the SPGR equation is the same)
     "shared-f-prior-learn": {"shared_nonlinearity": True, "prior": "learn"},
     "shared-f-mves-prior-learn": {"shared_nonlinearity": True, "prior": "learn", "init": "mves"},
+    "mves-init-prior-learn-slow": {"init": "mves", "prior": "learn", "lr_decoder": 3e-4},
     "mves-init-shared-noise": {"init": "mves", "noise": "learn-shared"},
     "mves-init-prior-learn-shared-noise": {"init": "mves", "prior": "learn", "noise": "learn-shared"},
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
