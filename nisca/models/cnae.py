@@ -40,7 +40,7 @@ default config otherwise, seeds 0-4, mean; CPU):
     input_map     10 dB            20 dB            30 dB
     standardise   4.38e-2 (0.66)   5.70e-2 (0.68)   6.53e-2 (0.69)   (docs/results.md, table A)
     quantile      3.42e-2 (0.62)   2.58e-2 (0.80)   2.05e-2 (0.87)   (fitted on the normal scores of Y)
-    auto          3.30e-2 (0.66)   2.21e-2 (0.79)   1.75e-2 (0.85)
+    auto          3.30e-2 (0.66)   2.21e-2 (0.79)   1.84e-2 (0.85)   (docs/results.md, A2)
 
 On the "original" and "linear" generators no channel passes SKEW_LIMIT, so "auto" is "standardise".
 """
