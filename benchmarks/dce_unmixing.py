@@ -50,6 +50,7 @@ RECIPES: dict[str, dict] = {
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
     "vasca-prior-learn": {"prior": "learn"},
+    "vasca-shared-noise": {"noise": "learn-shared"},
 }
 
 
