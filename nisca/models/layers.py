@@ -52,8 +52,7 @@ def _sort_knots(knots: torch.Tensor, order_hint: torch.Tensor | None) -> tuple[t
         return knots.sort(dim=-1)
     hinted = knots.gather(-1, order_hint)
     if knots.device.type != "cpu":
-        hinted, inner = hinted.sort(dim=-1)
-        return hinted, order_hint.gather(-1, inner)
+        return _sort_from(hinted, order_hint)
     steps = hinted.diff(dim=1)  # >= 0 everywhere: the hint still sorts every channel (the usual case)
     if bool(steps.amin() >= 0):  # NaN (inf - inf, equal knots) fails this check: decided per channel below
         return hinted, order_hint
@@ -62,11 +61,16 @@ def _sort_knots(knots: torch.Tensor, order_hint: torch.Tensor | None) -> tuple[t
     if rows.numel() == 0:
         return hinted, order_hint
     if 4 * rows.numel() > knots.shape[0]:  # sorting a quarter of the channels alone costs about a full sort
-        hinted, inner = hinted.sort(dim=-1)
-        return hinted, order_hint.gather(-1, inner)
+        return _sort_from(hinted, order_hint)
     resorted, inner = hinted.index_select(0, rows).sort(dim=-1)
     order = order_hint.index_copy(0, rows, order_hint.index_select(0, rows).gather(-1, inner))
     return hinted.index_copy_(0, rows, resorted), order
+
+
+def _sort_from(hinted: torch.Tensor, order_hint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort knots already gathered in the hinted order; the order is composed with the hint."""
+    hinted, inner = hinted.sort(dim=-1)
+    return hinted, order_hint.gather(-1, inner)
 
 
 def _bucket_index(sorted_knots: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
