@@ -99,26 +99,34 @@ def test_knot_sorted_form_at_inputs_equal_to_a_knot():
     assert all(torch.isfinite(t).all() for t in fast)
 
 
-def _assert_piecewise_equals_dense(layer: ChannelwiseMLP, y: torch.Tensor, weights: torch.Tensor) -> None:
-    fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
-    dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
-    for a, b in zip(fast, dense):
-        assert torch.allclose(a, b, atol=1e-10)
+def _exact_while_weights_move(layer: ChannelwiseMLP, batch: int, steps: int, move) -> ChannelwiseMLP:
+    """Values and all gradients of the piecewise form equal the dense form's at every step, while
+    `move(layer, step)` changes the weights between steps (so the knot-order hint goes stale)."""
+    y = torch.randn(batch, layer.n_channels, dtype=torch.float64) * 2
+    weights = torch.randn(batch, layer.n_channels, dtype=torch.float64)
+    for step in range(steps):
+        fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+        dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
+        for a, b in zip(fast, dense):
+            assert torch.allclose(a, b, atol=1e-10)
+        with torch.no_grad():
+            move(layer, step)
+    return layer
 
 
 def test_knot_order_of_the_previous_call_is_only_a_hint():
     """The sort starts from the last call's knot order; after the weights move (knots cross) the result is
     still exact, and a stale hint (another shape) is ignored."""
     torch.manual_seed(4)
-    layer = ChannelwiseMLP(5, hidden=12).double()
-    y = torch.randn(40, 5, dtype=torch.float64) * 2
-    weights = torch.randn(40, 5, dtype=torch.float64)
-    for step in range(3):
-        _assert_piecewise_equals_dense(layer, y, weights)
-        with torch.no_grad():
-            for parameter in layer.parameters():
-                parameter.add_(torch.randn_like(parameter) * 0.5)
+
+    def move_every_weight(layer: ChannelwiseMLP, step: int) -> None:
+        for parameter in layer.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+
+    layer = _exact_while_weights_move(ChannelwiseMLP(5, hidden=12).double(), batch=40, steps=3,
+                                      move=move_every_weight)
     layer._knot_order = torch.zeros(2, 3, dtype=torch.long)
+    y = torch.randn(40, 5, dtype=torch.float64) * 2
     assert torch.allclose(layer.piecewise_forward(y), layer.dense_forward(y), atol=1e-10)
 
 
@@ -215,13 +223,11 @@ def test_piecewise_form_stays_exact_while_few_knots_cross_between_steps(search):
     """Small weight updates (a few channels' knot orders change per step: the partial re-sort) against the
     dense form, values and all gradients."""
     torch.manual_seed(7)
-    layer = ChannelwiseMLP(12, hidden=40).double()
-    y = torch.randn(50, 12, dtype=torch.float64) * 2
-    weights = torch.randn(50, 12, dtype=torch.float64)
-    for step in range(6):
-        _assert_piecewise_equals_dense(layer, y, weights)
-        with torch.no_grad():
-            layer.bias_in[step % 12].add_(torch.randn(40, dtype=torch.float64) * 0.3)
+
+    def move_one_channel(layer: ChannelwiseMLP, step: int) -> None:
+        layer.bias_in[step % 12].add_(torch.randn(40, dtype=torch.float64) * 0.3)
+
+    _exact_while_weights_move(ChannelwiseMLP(12, hidden=40).double(), batch=50, steps=6, move=move_one_channel)
 
 
 def test_shared_nonlinearity_is_one_curve_up_to_a_per_channel_affine_map():
