@@ -47,10 +47,18 @@ RECIPES: dict[str, dict] = {
     "mves-init-prior-learn-slow": {"init": "mves", "prior": "learn", "lr_decoder": 3e-4},
     "mves-init-shared-noise": {"init": "mves", "noise": "learn-shared"},
     "mves-init-prior-learn-shared-noise": {"init": "mves", "prior": "learn", "noise": "learn-shared"},
+    # the importance-weighted bound (objective iwae) with R = 8 samples, on the recipes above
+    "iwae": {"objective": "iwae", "mc_samples": 8},
+    "prior-learn-iwae": {"prior": "learn", "objective": "iwae", "mc_samples": 8},
+    "mves-init-iwae": {"init": "mves", "objective": "iwae", "mc_samples": 8},
+    "mves-init-prior-learn-iwae": {"init": "mves", "prior": "learn", "objective": "iwae", "mc_samples": 8},
+    "shared-noise-iwae": {"noise": "learn-shared", "objective": "iwae", "mc_samples": 8},
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
     "vasca-prior-learn": {"prior": "learn"},
     "vasca-shared-noise": {"noise": "learn-shared"},
+    "vasca-iwae": {"objective": "iwae", "mc_samples": 8},
+    "vasca-prior-learn-iwae": {"prior": "learn", "objective": "iwae", "mc_samples": 8},
 }
 
 

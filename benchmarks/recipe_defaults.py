@@ -4,7 +4,7 @@ Recipes (settings over NiscaConfig's defaults):
     thesis         random A, f without the residual, decoder lr 1e-3, raw (unscaled) data
     thesis+scaled  the same on per-channel standardised data
     default        per-channel scaling, A from VCA, residual f(y) = y + g(y), decoder lr 3e-3, s2 learned
-                   (`noise: learn`: per channel when N >= K + 2, else shared)
+                   (`noise: learn`: per channel when N >= K + 2, else shared), IWAE bound with R = 8
     default-global the default with one global scale for all channels
     default-learn  one noise variance for all scaled channels, learned (`noise: learn-shared`)
     learn-channel  one noise variance per channel, learned (`noise: learn-channel`)
@@ -12,6 +12,12 @@ Recipes (settings over NiscaConfig's defaults):
     learn-prior    noise variance (auto) and prior concentration both learned
     slow-f         the default with f's learning rate at 1e-3 (A's stays at 3e-3)
     estimate       the default with the noise variance estimated and fixed (the first round's default)
+    linear-first   VASCA to early stopping, then f freed (`linear_first: true`)
+    mves-init      A starts at MVES's simplex (`init: mves`)
+    iwae           the importance-weighted bound with R = 8 (`objective: iwae`, `mc_samples: 8`)
+    iwae-prior     iwae with the prior's concentration learned; iwae-mves-prior also starts at MVES
+    elbo           the negative ELBO with R = 1 (the default until the fourth session; iwae is now)
+    mves-linear-first  MVES start and linear_first together
 Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
 of every channel) and linear N=K=3 at 20 dB, random_monotone
 N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
@@ -41,6 +47,11 @@ RECIPES: dict[str, dict[str, object]] = {
     "estimate": {"noise": "estimate"},
     "linear-first": {"linear_first": True},
     "mves-init": {"init": "mves"},
+    "iwae": {"objective": "iwae", "mc_samples": 8},
+    "iwae-prior": {"objective": "iwae", "mc_samples": 8, "prior": "learn"},
+    "iwae-mves-prior": {"objective": "iwae", "mc_samples": 8, "prior": "learn", "init": "mves"},
+    "elbo": {"objective": "elbo", "mc_samples": 1},  # the default before the fourth session
+    "mves-linear-first": {"init": "mves", "linear_first": True},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),

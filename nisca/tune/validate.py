@@ -90,8 +90,8 @@ def _budget_field(config_cls: type) -> str | None:
     return next((name for name in BUDGET_FIELDS if name in names), None)
 
 
-def _space_names(spec: StudySpec, method: str, space: Any) -> tuple[dict[str, Any], bool]:
-    """Sample one set of values from a method's space; also say whether it searches anything."""
+def _space_names(spec: StudySpec, method: str, space: Any) -> tuple[dict[str, Any], set[str]]:
+    """Sample one set of values from a method's space; also name the hyperparameters it searches."""
     from ray.tune.search.sample import Domain
 
     if callable(space):
@@ -115,11 +115,11 @@ def _space_names(spec: StudySpec, method: str, space: Any) -> tuple[dict[str, An
 
         values = {key.split("/", 1)[1]: decode_value(value) for key, value in trial.params.items()}
         values.update(constants)
-        return values, bool(trial.params)
+        return values, {key.split("/", 1)[1] for key in trial.params}
     if not isinstance(space, Mapping):
         raise ConfigError(f"study {spec.name!r}: the search space of {method!r} must be a mapping or a function")
     values = {name: (domain.sample() if isinstance(domain, Domain) else domain) for name, domain in space.items()}
-    return values, any(isinstance(domain, Domain) for domain in space.values())
+    return values, {name for name, domain in space.items() if isinstance(domain, Domain)}
 
 
 def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> None:
@@ -147,6 +147,12 @@ def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> 
     if "linear_first" in values:
         raise ConfigError(f"{where}: 'linear_first' is for single fits (its two trainings cannot resume "
                           "a trial from one checkpoint)")
+    objective = values.get("objective", getattr(config_cls, "objective", None))  # the config's default if unset
+    bound_changes = "objective" in searches or ("mc_samples" in searches and objective == "iwae")
+    if bound_changes and spec.metric.startswith("val_"):
+        raise ConfigError(f"{where}: searching 'objective' (or 'mc_samples' under objective 'iwae') with metric "
+                          f"{spec.metric!r} compares different bounds on the likelihood; fix them, or select on "
+                          "another metric")
     grid_only = spec.searcher == "grid" or (spec.searcher == "random" and spec.num_samples == 1)
     if not searches and not grid_only:
         raise ConfigError(
