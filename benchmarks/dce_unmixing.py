@@ -53,6 +53,9 @@ RECIPES: dict[str, dict] = {
     "mves-init-iwae": {"init": "mves", "objective": "iwae", "mc_samples": 8},
     "mves-init-prior-learn-iwae": {"init": "mves", "prior": "learn", "objective": "iwae", "mc_samples": 8},
     "shared-noise-iwae": {"noise": "learn-shared", "objective": "iwae", "mc_samples": 8},
+    # three starts, the one with the lowest validation loss kept (blind)
+    "mves-init-prior-learn-iwae-restarts": {"init": "mves", "prior": "learn", "objective": "iwae", "mc_samples": 8,
+                                            "restarts": 3},
     "vca-once": {"vca_restarts": 1},  # the warm start before VCA restarts were added
     "vasca": {},  # the linear variational model (f = identity), for reference
     "vasca-prior-learn": {"prior": "learn"},

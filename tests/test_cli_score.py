@@ -153,3 +153,43 @@ def test_a_scene_without_truth_cannot_be_scored(tmp_path, capsys):
     folder = _estimate(tmp_path / "est", abundances=np.ones((20, 2)) / 2)
     assert main(["score", "--truth", str(path), "--estimate", str(folder)]) == 2
     assert "no ground truth" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def phantom(tmp_path):
+    out = tmp_path / "phantom"
+    argv = ["data", "simulate", "dce", "--out", str(out), "--shape", "12", "12", "2", "--frames", "20", "--snr", "30",
+            "--seed", "0"]
+    assert main(argv) == 0
+    return out
+
+
+def test_a_nifti_scan_is_scored_against_its_fraction_volume(phantom, tmp_path, capsys):
+    """The phantom's fractions, read at the mask's voxels (C order), score zero against themselves
+    and badly when the voxels are shuffled."""
+    import nibabel as nib
+
+    mask = nib.load(phantom / "mask.nii.gz").get_fdata() > 0
+    fractions = nib.load(phantom / "fractions_probseg.nii.gz").get_fdata()[mask]
+    argv = ["score", "--truth", str(phantom / "dce.nii.gz"), "--mask", str(phantom / "mask.nii.gz"),
+            "--truth-fractions", str(phantom / "fractions_probseg.nii.gz")]
+    exact = _estimate(tmp_path / "exact", abundances=fractions[:, ::-1])
+    shuffled = _estimate(tmp_path / "shuffled", abundances=np.random.default_rng(0).permutation(fractions))
+    capsys.readouterr()
+    assert main([*argv, "--estimate", str(exact)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["abundance_rmse"] < 1e-6 and scores["truth_version"] == "fractions_probseg.nii.gz"
+    assert main([*argv, "--estimate", str(shuffled)]) == 0
+    assert json.loads(capsys.readouterr().out)["abundance_rmse"] > 0.1
+
+
+def test_a_fraction_volume_of_the_wrong_shape_is_refused(phantom, tmp_path, capsys):
+    import nibabel as nib
+
+    wrong = tmp_path / "wrong.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 2, 4), np.float32), np.eye(4)), wrong)
+    folder = _estimate(tmp_path / "est", abundances=np.ones((10, 4)) / 4)
+    argv = ["score", "--truth", str(phantom / "dce.nii.gz"), "--mask", str(phantom / "mask.nii.gz"),
+            "--truth-fractions", str(wrong), "--estimate", str(folder)]
+    assert main(argv) == 2
+    assert "(5, 5, 2, 4)" in capsys.readouterr().err

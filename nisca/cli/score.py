@@ -2,7 +2,9 @@
 
 DIR holds abundances.npy (pixels x K) and, when the method has them, endmembers.npy (channels x K),
 linear_mixture.npy and reconstruction.npy (pixels x channels) and mixing.npy (channels x K).
-The metrics (MODEL.md section 4) are printed as one JSON object on stdout.
+The metrics (MODEL.md section 4) are printed as one JSON object on stdout. A NIfTI scan carries no truth
+of its own: `--truth-fractions` names a 4-D fraction volume (x, y, z, K; e.g. the DCE phantom's
+`fractions_probseg.nii.gz`) and `--mask` the mask the fit used, so the voxels line up with abundances.npy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from nisca.errors import DataError
 if TYPE_CHECKING:
     import numpy as np
 
-    from nisca.data.scene import Scene
+    from nisca.data.scene import Scene, Truth
 
 REQUIRED = "abundances"
 OPTIONAL = ("endmembers", "linear_mixture", "reconstruction", "mixing")
@@ -40,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which ground truth of the scene to score against, for scenes that ship several "
         "(e.g. Samson's 'original' or 'misicnet'); default: the scene's default truth",
     )
+    parser.add_argument("--mask", type=Path, default=None, metavar="FILE",
+                        help="NIfTI scans: the mask given to `nisca fit` (voxels inside it are the pixels)")
+    parser.add_argument("--truth-fractions", type=Path, default=None, metavar="FILE",
+                        help="NIfTI scans: the true fractions as a 4-D volume (x, y, z, K), e.g. a phantom's "
+                        "fractions_probseg.nii.gz")
     parser.set_defaults(handler=run)
 
 
@@ -48,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nisca.metrics import score
 
-    scene = load_truth_scene(args.truth, args.truth_version)
+    scene = load_truth_scene(args.truth, args.truth_version, mask=args.mask, fractions=args.truth_fractions)
     estimates = load_estimates(args.estimate)
     metrics = score(scene, **estimates)
     label = scene.truth.label if scene.truth is not None else None
@@ -56,15 +63,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_truth_scene(path: Path, version: str | None = None) -> Scene:
-    """The scene at `path` with the requested truth version; refuses a scene without ground truth."""
+def load_truth_scene(path: Path, version: str | None = None, *, mask: Path | None = None,
+                     fractions: Path | None = None) -> Scene:
+    """The scene at `path` with the requested truth version (or the fractions of a 4-D NIfTI volume as
+    its truth); refuses a scene without ground truth."""
     from nisca.data.io import load_scene
 
-    scene = load_scene(path, truth_version=version)
+    scene = load_scene(path, truth_version=version, mask=mask)
+    if fractions is not None:
+        scene = scene.with_truth(_volume_fractions(fractions, scene))
     truth = scene.truth
     if truth is None or (truth.abundances is None and truth.endmembers is None):
         raise DataError(f"{path}: the scene has no ground truth (abundances or endmembers) to score against")
     return scene
+
+
+def _volume_fractions(path: Path, scene: Scene) -> Truth:
+    """Truth abundances read from a 4-D fraction volume at the scene's voxels (inside its mask)."""
+    import nibabel as nib
+    import numpy as np
+
+    from nisca.data.io import existing_file
+    from nisca.data.scene import Truth, VolumeGeometry
+
+    geometry = scene.geometry
+    if not isinstance(geometry, VolumeGeometry):
+        raise DataError(f"{path}: --truth-fractions needs a NIfTI scan as --truth, not {scene.name!r}")
+    try:
+        volume = np.asarray(nib.load(existing_file(path)).get_fdata(dtype=np.float32))
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{path}: not a readable NIfTI fraction volume ({error})") from None
+    if volume.ndim != 4 or volume.shape[:3] != tuple(geometry.volume_shape):
+        raise DataError(f"{path}: fractions must be 4-D (x, y, z, K) over the scan's {tuple(geometry.volume_shape)} "
+                        f"voxels, got shape {volume.shape}")
+    return Truth(abundances=volume[geometry.mask], label=path.name)
 
 
 def load_estimates(folder: Path) -> dict[str, np.ndarray]:
