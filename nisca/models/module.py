@@ -1,4 +1,4 @@
-"""The torch module of NISCA and VASCA: encoder, decoder and the negative ELBO (MODEL.md section 2).
+"""The torch module of NISCA and VASCA: encoder, decoder and the loss (MODEL.md section 2).
 
     encoder  x -> (mu, s) in R^{K-1}        an MLP with a softplus scale head
     sample   u = mu + s * eps, z = softmax([u, 0])
@@ -12,15 +12,17 @@
 The loss is per pixel, in nats. Both objectives bound -log p(x) from above; the IWAE bound is the tighter
 one (it tends to -log p(x) as R grows), so the decoder is less pulled towards solutions whose posterior
 happens to be logistic-normal. That pull is what distorts the fractions of pixels near the simplex's
-faces, where the true posterior is skewed (docs/results.md, "IWAE"). With 'iwae' q is a proposal, and
-the abundances are the posterior mean estimated by self-normalised importance sampling. With the flat Dirichlet(1) prior (MODEL.md, the default
-`prior="flat"`) log p(z) is a constant and is dropped. `prior="learn"` puts a Dirichlet(alpha) prior on z
-and learns alpha (K concentrations) by the ELBO: empirical Bayes, blind to the truth. It suits scenes
-where most pixels are pure (it improved VASCA on the DCE phantom) and hurts on Dirichlet(1) data, where
-alpha drifts above 1 to suit the logistic-normal posterior (docs/results.md). The noise variance s2 is
-fixed, or learned as one value or one per channel (`learn_noise`, `noise_per_channel`). For
-a fixed s2 it is MODEL.md's loss divided by 2*s2 plus a constant, so both have the same minimiser, and
-with s2 learned it is the un-scaled negative ELBO. The module works on scaled data x = (Y - offset) /
+faces, where the true posterior is skewed (docs/dce.md, fourth round). With 'iwae' q is a proposal, and
+the abundances are the posterior mean estimated by self-normalised importance sampling. The module's own
+default is 'elbo' (MODEL.md; checkpoints written before the option); the configs default to 'iwae'.
+
+With the flat Dirichlet(1) prior (MODEL.md, the default `prior="flat"`) log p(z) is a constant and is
+dropped. `prior="learn"` puts a Dirichlet(alpha) prior on z and learns alpha (K concentrations) with the
+rest of the model: empirical Bayes, blind to the truth. It suits scenes where most pixels are pure (the
+DCE phantom) and hurts on Dirichlet(1) data, where alpha drifts above 1 to suit the logistic-normal
+posterior (docs/results.md). The noise variance s2 is fixed, or learned as one value or one per channel
+(`learn_noise`, `noise_per_channel`). For a fixed s2 the 'elbo' loss is MODEL.md's loss divided by 2*s2
+plus a constant, so both have the same minimiser, and with s2 learned it is the un-scaled negative ELBO. The module works on scaled data x = (Y - offset) /
 scale; `offset` and `scale` are buffers, so a checkpoint is self-contained.
 """
 

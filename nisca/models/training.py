@@ -206,7 +206,8 @@ def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequen
 
 
 class SimplexTrainingPlan(L.LightningModule):
-    """Optimises the module's negative ELBO; rebuilt from its hyperparameters by `load_from_checkpoint`."""
+    """Optimises the module's loss (negative IWAE bound or ELBO); rebuilt from its hyperparameters by
+    `load_from_checkpoint`."""
 
     def __init__(self, config: dict[str, Any], n_channels: int, noise_variance: list[float]) -> None:
         super().__init__()
