@@ -22,8 +22,9 @@ rest of the model: empirical Bayes, blind to the truth. It suits scenes where mo
 DCE phantom) and hurts on Dirichlet(1) data, where alpha drifts above 1 to suit the logistic-normal
 posterior (docs/results.md). The noise variance s2 is fixed, or learned as one value or one per channel
 (`learn_noise`, `noise_per_channel`). For a fixed s2 the 'elbo' loss is MODEL.md's loss divided by 2*s2
-plus a constant, so both have the same minimiser, and with s2 learned it is the un-scaled negative ELBO. The module works on scaled data x = (Y - offset) /
-scale; `offset` and `scale` are buffers, so a checkpoint is self-contained.
+plus a constant, so both have the same minimiser, and with s2 learned it is the un-scaled negative ELBO.
+The module works on scaled data x = (Y - offset) / scale; `offset` and `scale` are buffers, so a
+checkpoint is self-contained.
 """
 
 from __future__ import annotations
