@@ -78,6 +78,7 @@ def test_iwae_fit_recovers_the_sources_and_reloads_with_its_objective(tmp_path):
     config = {"latent_dim": 3, "objective": "iwae", "mc_samples": 4, "max_epochs": 40, "seed": 0, "device": "cpu"}
     result = fit("nisca", scene, config, workdir=tmp_path, progress_bar=False)
     np.testing.assert_allclose(result.abundances.sum(1), 1.0, atol=1e-5)
+    # it reaches 0.056 (the ELBO 0.074); predicting the mean fractions scores about 0.24
     assert result.metrics["abundance_rmse"] < 0.12, result.metrics["abundance_rmse"]
     assert load_checkpoint(result.checkpoint_path).module.objective == "iwae"
 

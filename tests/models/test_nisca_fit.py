@@ -18,8 +18,8 @@ torch.set_num_threads(2)
 
 # A post-nonlinear scene (random monotone f per channel) that the default recipe solves in seconds.
 RECOVERY = {"max_epochs": 15, "patience": 15}
-# abundance MSE; predicting the mean scores ~0.056 on Dirichlet(1), K = 3. The IWAE default reaches 0.0017
-# on this scene, the ELBO about 0.005.
+# abundance MSE; predicting the mean scores ~0.056 on Dirichlet(1), K = 3. On this scene the IWAE default
+# reaches 0.0017 and the ELBO 0.0032; channel-scrambled training 0.012, a frozen encoder under the ELBO 0.05.
 RECOVERY_THRESHOLD = {"iwae": 0.005, "elbo": 0.01}
 TINY = {"max_epochs": 2, "batch_size": 100, "inference_samples": 8}
 
@@ -91,7 +91,8 @@ def test_recovery_beats_a_threshold_that_broken_models_cannot_reach(pnl_scene, t
 
 @pytest.mark.filterwarnings("ignore::nisca.identifiability.IdentifiabilityWarning")
 def test_training_the_decoder_beats_its_warm_start(pnl_scene, tmp_path):
-    """VCA's start with IWAE inference is already fair on this scene: learning A and f must halve its error."""
+    """VCA's start with IWAE inference is already fair on this scene (MSE 0.0034): learning A and f must cut
+    that error by at least 40 % (it reaches 0.0017)."""
     trained = fit("nisca", pnl_scene, RECOVERY, workdir=tmp_path / "trained", progress_bar=False)
     frozen = fit("nisca", pnl_scene, RECOVERY, [FrozenDecoder()], workdir=tmp_path / "frozen", progress_bar=False)
     assert trained.metrics["abundance_mse"] < 0.6 * frozen.metrics["abundance_mse"]
