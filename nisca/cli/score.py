@@ -80,23 +80,12 @@ def load_truth_scene(path: Path, version: str | None = None, *, mask: Path | Non
 
 def _volume_fractions(path: Path, scene: Scene) -> Truth:
     """Truth abundances read from a 4-D fraction volume at the scene's voxels (inside its mask)."""
-    import nibabel as nib
-    import numpy as np
-
-    from nisca.data.io import existing_file
+    from nisca.data.io import load_volume_fractions
     from nisca.data.scene import Truth, VolumeGeometry
 
-    geometry = scene.geometry
-    if not isinstance(geometry, VolumeGeometry):
+    if not isinstance(scene.geometry, VolumeGeometry):
         raise DataError(f"{path}: --truth-fractions needs a NIfTI scan as --truth, not {scene.name!r}")
-    try:
-        volume = np.asarray(nib.load(existing_file(path)).get_fdata(dtype=np.float32))
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{path}: not a readable NIfTI fraction volume ({error})") from None
-    if volume.ndim != 4 or volume.shape[:3] != tuple(geometry.volume_shape):
-        raise DataError(f"{path}: fractions must be 4-D (x, y, z, K) over the scan's {tuple(geometry.volume_shape)} "
-                        f"voxels, got shape {volume.shape}")
-    return Truth(abundances=volume[geometry.mask], label=path.name)
+    return Truth(abundances=load_volume_fractions(path, scene.geometry), label=path.name)
 
 
 def load_estimates(folder: Path) -> dict[str, np.ndarray]:

@@ -638,6 +638,23 @@ def _load_mask(mask: str | Path | np.ndarray, volume_shape: tuple[int, int, int]
     return np.asarray(values) > 0, info
 
 
+def load_volume_fractions(path: str | Path, geometry: VolumeGeometry) -> np.ndarray:
+    """Fractions (voxels inside `geometry.mask`, K) read from a 4-D NIfTI volume (x, y, z, K) on the same
+    grid as the scan, e.g. a phantom's `fractions_probseg.nii.gz`: the truth a NIfTI scan lacks."""
+    import nibabel as nib
+
+    path = existing_file(path)
+    try:
+        image = nib.load(str(path))
+        volume = np.asarray(image.dataobj, dtype=np.float32)
+    except _read_errors() as error:
+        raise _corrupt(path, "NIfTI", error) from None
+    if volume.ndim != 4 or volume.shape[:3] != tuple(geometry.volume_shape):
+        raise DataError(f"{path}: fractions must be 4-D (x, y, z, K) over the scan's {tuple(geometry.volume_shape)} "
+                        f"voxels, got shape {volume.shape}")
+    return volume[geometry.mask]
+
+
 def _frame_times(path: Path, header: Any, n_frames: int) -> tuple[np.ndarray | None, str]:
     """Frame times in seconds: the BIDS sidecar's VolumeTiming, else pixdim[4] in xyzt_units."""
     sidecar = path.with_name(_stem(path) + ".json")

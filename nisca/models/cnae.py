@@ -65,6 +65,7 @@ from nisca.data.scene import Scene
 from nisca.errors import ConfigError, TrainingDivergedError
 from nisca.fit import FitContext, MethodOutput
 from nisca.models.layers import ChannelwiseMLP
+from nisca.models.nisca import scaling
 from nisca.models.training import quiet_lightning, resolve_accelerator, split_indices
 
 CURVE_POINTS = 200
@@ -158,8 +159,7 @@ class CnaeModule(L.LightningModule):
     def fit_input_map(self, Y: np.ndarray) -> None:
         """Set the per-channel map from the data Y (pixels, N): standardisation, quantile knots, and which
         channels get normal scores (config "input_map")."""
-        offset, scale = Y.mean(axis=0), Y.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
+        offset, scale = scaling(Y, "channel")
         self.offset.copy_(torch.as_tensor(offset))
         self.scale.copy_(torch.as_tensor(scale))
         levels = (np.arange(QUANTILE_KNOTS) + 0.5) / QUANTILE_KNOTS

@@ -143,8 +143,13 @@ def _fit_phase(plan: SimplexTrainingPlan, data: SceneDataModule, config: Variati
     return checkpoint, int(trainer.current_epoch)
 
 
+def _best_path(checkpoint: ModelCheckpoint) -> str:
+    """The file of the checkpoint with the lowest validation loss (the last one if none was scored)."""
+    return checkpoint.best_model_path or checkpoint.last_model_path
+
+
 def _load_best(plan: SimplexTrainingPlan, checkpoint: ModelCheckpoint) -> None:
-    best = checkpoint.best_model_path or checkpoint.last_model_path
+    best = _best_path(checkpoint)
     if best:
         plan.load_state_dict(torch.load(best, map_location=plan.device, weights_only=False)["state_dict"])
 
@@ -215,7 +220,7 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
         runs.append(_train_once(Y, x, config, context, s2, offset, scale, config.seed + restart, folder))
     chosen = min(range(len(runs)), key=lambda i: _score(runs[i].checkpoint))
     plan, checkpoint = runs[chosen].plan, runs[chosen].checkpoint
-    best = checkpoint.best_model_path or checkpoint.last_model_path
+    best = _best_path(checkpoint)
 
     estimates = _infer(plan, x, config)
     noise = plan.module.noise_variance().detach().cpu().numpy() * scale**2
