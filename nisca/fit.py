@@ -121,6 +121,9 @@ def fit(
             mixing=output.mixing,
         )
     )
+    purest = output.extras.get("endmembers_purest")
+    if purest is not None and scene.truth is not None and scene.truth.endmembers is not None:
+        metrics["sad_purest_deg"] = score(scene, abundances=output.abundances, endmembers=purest)["sad_deg"]
     metrics["wall_time_s"] = wall
     return FitResult(
         method=method,

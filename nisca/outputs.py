@@ -3,6 +3,8 @@
     abundances.npy        float32 (pixels, K), rows on the simplex
     abundances_mode.npy   float32 (pixels, K), softmax([mu, 0]) (variational methods)
     endmembers.npy        float32 (channels, K), when the method estimates endmembers
+    endmembers_purest.npy float32 (channels, K), mean spectrum of each component's purest pixels
+                          (variational methods; nisca.models.nisca.purest_pixel_endmembers)
     curves.npz            the learned f_n: inputs and outputs (M, N), when the method has them
     metrics.json          flat name -> float (NaN written as null)
     config.json           the resolved config, method included
@@ -59,6 +61,8 @@ def write_fit_outputs(result: FitResult, scene: Scene, out_dir: str | Path) -> l
         save("abundances_mode.npy", result.extras["abundances_mode"])
     if result.endmembers is not None:
         save("endmembers.npy", result.endmembers)
+    if "endmembers_purest" in result.extras:
+        save("endmembers_purest.npy", result.extras["endmembers_purest"])
     if result.curves is not None:
         np.savez(out / "curves.npz", **{key: np.asarray(value) for key, value in result.curves.items()})
         written.append(out / "curves.npz")

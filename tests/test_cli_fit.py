@@ -39,8 +39,9 @@ def test_fit_writes_every_contract_file(image_file, tmp_path, method, capsys):
     assert np.allclose(abundances.sum(1), 1.0, atol=1e-5) and (abundances >= 0).all()
     endmembers = np.load(out / "endmembers.npy")
     assert endmembers.dtype == np.float32 and endmembers.shape == (3, 3)
+    assert np.load(out / "endmembers_purest.npy").shape == (3, 3)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"abundance_rmse", "sad_deg", "val_loss", "epochs"} <= set(metrics)
+    assert {"abundance_rmse", "sad_deg", "sad_purest_deg", "val_loss", "epochs"} <= set(metrics)
     assert metrics["epochs"] == 2
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == method and config["max_epochs"] == 2 and config["seed"] == 0

@@ -193,3 +193,19 @@ def test_a_fraction_volume_of_the_wrong_shape_is_refused(phantom, tmp_path, caps
             "--truth-fractions", str(wrong), "--estimate", str(folder)]
     assert main(argv) == 2
     assert "(5, 5, 2, 4)" in capsys.readouterr().err
+
+
+def test_a_fraction_volume_on_another_grid_is_refused(phantom, tmp_path, capsys):
+    """Same shape, shifted affine: the fractions belong to other voxels, so scoring refuses them."""
+    import nibabel as nib
+
+    original = nib.load(phantom / "fractions_probseg.nii.gz")
+    shifted_affine = original.affine.copy()
+    shifted_affine[:3, 3] += 5.0
+    moved = tmp_path / "moved.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(original.dataobj), shifted_affine), moved)
+    folder = _estimate(tmp_path / "est", abundances=np.ones((10, 4)) / 4)
+    argv = ["score", "--truth", str(phantom / "dce.nii.gz"), "--mask", str(phantom / "mask.nii.gz"),
+            "--truth-fractions", str(moved), "--estimate", str(folder)]
+    assert main(argv) == 2
+    assert "affine differs" in capsys.readouterr().err

@@ -42,6 +42,7 @@ LABELS = {
     "abundance_rmse": "abundance RMSE (fraction)",
     "abundance_mse": "abundance MSE (fraction²)",
     "sad_deg": "spectral angle distance (degrees)",
+    "sad_purest_deg": "spectral angle distance of the purest-pixel endmembers (degrees)",
     "r2_nonlinearity": "R² of the residual nonlinearity",
     "subspace_distance": "subspace distance",
     "amari_distance": "Amari distance",

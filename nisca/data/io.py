@@ -652,6 +652,9 @@ def load_volume_fractions(path: str | Path, geometry: VolumeGeometry) -> np.ndar
     if volume.ndim != 4 or volume.shape[:3] != tuple(geometry.volume_shape):
         raise DataError(f"{path}: fractions must be 4-D (x, y, z, K) over the scan's {tuple(geometry.volume_shape)} "
                         f"voxels, got shape {volume.shape}")
+    if not np.allclose(image.affine, geometry.affine, atol=1e-3):
+        raise DataError(f"{path}: the fraction volume's affine differs from the scan's; it is not on the same "
+                        "voxel grid")
     return volume[geometry.mask]
 
 

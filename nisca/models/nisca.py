@@ -2,8 +2,8 @@
 
 `run` trains the variational model on the scene (without its truth), selects the checkpoint with the
 lowest validation loss, and returns the posterior-mean abundances, `softmax([mu, 0])`, the endmembers
-f(A e_k), the learned curves f_n, the reconstruction and the linear mixture A z. VASCA reuses
-`run_variational` with f = identity.
+f(A e_k), the learned curves f_n, the reconstruction and the linear mixture A z, plus the purest-pixel
+endmembers (`purest_pixel_endmembers`). VASCA reuses `run_variational` with f = identity.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from nisca.models.noise import subspace_noise_variance
 from nisca.models.training import SceneDataModule, SimplexTrainingPlan, VariationalConfig, build_trainer
 
 CURVE_POINTS = 200
+PUREST_PIXELS = 20  # pixels averaged per component by purest_pixel_endmembers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +122,20 @@ def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) 
     result["curve_outputs"] = curves["outputs"].cpu().numpy()
     result["endmembers"] = module.endmembers().cpu().numpy()
     return result
+
+
+def purest_pixel_endmembers(Y: np.ndarray, abundances: np.ndarray, n_pixels: int = PUREST_PIXELS) -> np.ndarray:
+    """(channels, K): for each component, the mean observed spectrum of the `n_pixels` pixels with the
+    largest estimated fraction of it.
+
+    The model's own endmember f(A e_k) is the decoder at a simplex vertex. When a component is dark or
+    rarely pure, that vertex lies just outside the data, where f is extrapolated, and the spectrum can
+    dip below zero (Samson's water: 91 degrees SAD against 4 degrees for this estimate,
+    docs/real_scenes.md). The purest pixels are observations, so this estimate stays on the data; it is
+    biased towards the interior when no pixel is nearly pure (Dirichlet(1) scenes)."""
+    n = max(1, min(int(n_pixels), len(Y)))
+    purest = np.argsort(-abundances, axis=0, kind="stable")[:n]  # (n, K) pixel indices
+    return np.stack([Y[purest[:, k]].mean(axis=0) for k in range(abundances.shape[1])], axis=1)
 
 
 @dataclasses.dataclass
@@ -245,7 +260,8 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
         metrics=metrics,
         epochs=runs[chosen].epochs,
         checkpoint_path=str(best) if best else None,
-        extras={"abundances_mode": estimates["abundances_mode"]},
+        extras={"abundances_mode": estimates["abundances_mode"],
+                "endmembers_purest": purest_pixel_endmembers(Y, estimates["abundances"]).astype(np.float32)},
     )
 
 

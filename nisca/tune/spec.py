@@ -39,8 +39,8 @@ YAML_DOMAINS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "c
 # What trials report (nisca/tune/trainable.py). Trained methods report every epoch; classic ones once.
 EPOCH_METRICS = ("val_loss", "train_loss")
 BLIND_FINAL_METRICS = ("reconstruction_rmse",)  # computed from Y alone: comparable across every method
-TRUTH_METRICS = ("abundance_mse", "abundance_rmse", "sad_deg", "subspace_distance", "r2_nonlinearity",
-                 "amari_distance")
+TRUTH_METRICS = ("abundance_mse", "abundance_rmse", "sad_deg", "sad_purest_deg", "subspace_distance",
+                 "r2_nonlinearity", "amari_distance")
 
 
 @dataclass
