@@ -18,6 +18,7 @@ Recipes (settings over NiscaConfig's defaults):
     iwae-prior     iwae with the prior's concentration learned; iwae-mves-prior also starts at MVES
     elbo           the negative ELBO with R = 1 (the default until the fourth session; iwae is now)
     mves-linear-first  MVES start and linear_first together
+    monotone       every f_n strictly increasing, ReLU units (`monotone: true`); monotone-tanh with tanh units
 Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
 of every channel) and linear N=K=3 at 20 dB, random_monotone
 N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
@@ -52,6 +53,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "iwae-mves-prior": {"objective": "iwae", "mc_samples": 8, "prior": "learn", "init": "mves"},
     "elbo": {"objective": "elbo", "mc_samples": 1},  # the default before the fourth session
     "mves-linear-first": {"init": "mves", "linear_first": True},
+    "monotone": {"monotone": True},  # ReLU units with sign-coupled output weights (the sorted-knot kernel)
+    "monotone-tanh": {"monotone": True, "monotone_units": "tanh"},  # the monotone form before the fifth session
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),

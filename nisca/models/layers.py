@@ -6,7 +6,7 @@ channels. With ReLU units each f_n is piecewise linear with H knots, so the forw
 sort every channel's knots (starting from the previous call's order, nearly sorted while training), find
 each input's bucket among them by binary search and use prefix sums over the buckets
 (`PiecewiseLinearReLU`, O(N (H + B) log H)) instead of materialising the B x N x H hidden activations;
-small problems (DENSE_LIMIT) and the monotone (tanh) variant use the dense batched form. See
+small problems (DENSE_LIMIT) and the monotone variant with tanh units use the dense batched form. See
 benchmarks/decoder_throughput.py for the measured speed against a loop of N networks.
 """
 
@@ -189,20 +189,30 @@ def _inverse_softplus(value: torch.Tensor) -> torch.Tensor:
 class ChannelwiseMLP(nn.Module):
     """N scalar MLPs f_n(y_n) = w2_n . act(w1_n * y_n + b1_n) + b2_n, evaluated as one batched op.
 
-    monotone: the input and output weights pass through softplus (positive), the activation is tanh
-      and a positive linear term softplus(c_n) * y_n is added, so every f_n is strictly increasing and
-      therefore invertible by construction (a decreasing channel is absorbed by the sign of A's row).
+    monotone: every f_n is strictly increasing, hence invertible by construction (a decreasing channel
+      is absorbed by the sign of A's row): a positive linear term softplus(c_n) * y_n is added and every
+      unit is non-decreasing. `monotone_units` says how:
+      'relu' (the default): ReLU units whose output weight takes the sign of their input weight,
+        w2 = sign(w1) softplus(v), so w2 * w1 >= 0. Any increasing piecewise-linear f_n with H knots is
+        reachable, and the sorted-knot kernel (`PiecewiseLinearReLU`) applies: as fast as the free layer.
+      'tanh': tanh units with softplus-positive input and output weights (smooth; the only form before
+        the fifth session, kept for its checkpoints). It needs the dense B x N x H form: about 10x slower
+        per epoch on a 162-channel scene (docs/real_scenes.md).
     residual: f_n(y) = y + g_n(y) with g_n's output weights initialised small, so f starts near the
       identity (a warm start from the linear model).
     Shapes: input (batch, N) -> output (batch, N).
     """
 
-    def __init__(self, n_channels: int, hidden: int = 128, monotone: bool = False, residual: bool = False) -> None:
+    def __init__(self, n_channels: int, hidden: int = 128, monotone: bool = False, residual: bool = False,
+                 monotone_units: str = "relu") -> None:
         super().__init__()
+        if monotone_units not in ("relu", "tanh"):
+            raise ValueError(f"monotone_units must be 'relu' or 'tanh', got {monotone_units!r}")
         self.n_channels = int(n_channels)
         self.hidden = int(hidden)
         self.monotone = bool(monotone)
         self.residual = bool(residual)
+        self.monotone_units = monotone_units
         N, H = self.n_channels, self.hidden
         bound_out = 1.0 / math.sqrt(H)
         # The same initial distributions as nn.Linear(1, H) and nn.Linear(H, 1) for every channel.
@@ -211,8 +221,9 @@ class ChannelwiseMLP(nn.Module):
         weight_out = torch.empty(N, H).uniform_(-bound_out, bound_out)
         bias_out = torch.empty(N).uniform_(-bound_out, bound_out)
         if self.monotone:
-            weight_in = _inverse_softplus(weight_in.abs() + 0.05)
-            bias_in = bias_in * 2.0
+            if self.tanh_units:
+                weight_in = _inverse_softplus(weight_in.abs() + 0.05)
+                bias_in = bias_in * 2.0
             weight_out = _inverse_softplus(weight_out.abs() + 1e-3)
             self.slope = nn.Parameter(_inverse_softplus(torch.full((N,), 0.1)))
         if self.residual:
@@ -224,42 +235,52 @@ class ChannelwiseMLP(nn.Module):
         self.bias_out = nn.Parameter(bias_out)
         self._knot_order: torch.Tensor | None = None  # the knots' last sort order: a hint for the next sort
 
+    @property
+    def tanh_units(self) -> bool:
+        return self.monotone and self.monotone_units == "tanh"
+
     def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (N, H) input and output weights actually used (positive in monotone mode)."""
-        if self.monotone:
+        """The (N, H) input and output weights actually used (monotone: w2 * w1 >= 0 for every unit)."""
+        if self.tanh_units:
             return F.softplus(self.weight_in), F.softplus(self.weight_out)
+        if self.monotone:  # the output weight takes the input weight's sign (0 where w1 = 0)
+            return self.weight_in, torch.sign(self.weight_in.detach()) * F.softplus(self.weight_out)
         return self.weight_in, self.weight_out
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         small = y.shape[0] * self.n_channels * self.hidden < DENSE_LIMIT
-        out = self.dense_forward(y) if self.monotone or small else self.piecewise_forward(y)
+        out = self.dense_forward(y) if self.tanh_units or small else self.piecewise_forward(y)
         if self.residual:
             out = out + y
         return out
 
     def piecewise_forward(self, y: torch.Tensor) -> torch.Tensor:
         """The ReLU networks evaluated on sorted knots (no B x N x H tensor); f without the residual."""
-        if self.monotone:
-            raise ValueError("piecewise_forward needs ReLU units; the monotone variant uses tanh")
-        out, self._knot_order = PiecewiseLinearReLU.apply(y, self.weight_in, self.bias_in, self.weight_out,
+        if self.tanh_units:
+            raise ValueError("piecewise_forward needs ReLU units; this monotone layer has tanh units")
+        weight_in, weight_out = self.effective_weights()
+        out, self._knot_order = PiecewiseLinearReLU.apply(y, weight_in, self.bias_in, weight_out,
                                                           self.bias_out, self._knot_order)
-        return out
+        return self._with_slope(out, y)
 
     def dense_forward(self, y: torch.Tensor) -> torch.Tensor:
-        """All B x N x H hidden units materialised: the monotone tanh units, and small problems where the
-        sort of the piecewise form costs more than it saves; f without the residual."""
+        """All B x N x H hidden units materialised: the tanh units, and small problems where the sort of
+        the piecewise form costs more than it saves; f without the residual."""
         weight_in, weight_out = self.effective_weights()
         N = self.n_channels
         # Channel-major layout (N, batch, H): two batched matrix products over the N channels.
         pre = torch.baddbmm(self.bias_in.unsqueeze(1), y.T.unsqueeze(2), weight_in.unsqueeze(1))
-        hidden = torch.tanh(pre) if self.monotone else pre.relu_()
+        hidden = torch.tanh(pre) if self.tanh_units else pre.relu_()
         out = torch.baddbmm(self.bias_out.view(N, 1, 1), hidden, weight_out.unsqueeze(2)).squeeze(2).T
-        if self.monotone:
-            out = out + F.softplus(self.slope) * y
-        return out
+        return self._with_slope(out, y)
+
+    def _with_slope(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Monotone mode: + softplus(c_n) y_n, which makes every f_n strictly increasing."""
+        return torch.addcmul(out, F.softplus(self.slope), y) if self.monotone else out
 
     def extra_repr(self) -> str:
-        return f"channels={self.n_channels}, hidden={self.hidden}, monotone={self.monotone}, residual={self.residual}"
+        units = f"monotone ({self.monotone_units})" if self.monotone else "free (relu)"
+        return f"channels={self.n_channels}, hidden={self.hidden}, {units}, residual={self.residual}"
 
 
 class SharedChannelNonlinearity(nn.Module):
@@ -275,10 +296,11 @@ class SharedChannelNonlinearity(nn.Module):
     Shapes: input (batch, N) -> output (batch, N).
     """
 
-    def __init__(self, n_channels: int, hidden: int = 128, monotone: bool = False, residual: bool = False) -> None:
+    def __init__(self, n_channels: int, hidden: int = 128, monotone: bool = False, residual: bool = False,
+                 monotone_units: str = "relu") -> None:
         super().__init__()
         self.n_channels = int(n_channels)
-        self.network = ChannelwiseMLP(1, hidden, monotone=monotone, residual=residual)
+        self.network = ChannelwiseMLP(1, hidden, monotone=monotone, residual=residual, monotone_units=monotone_units)
         self.gain = nn.Parameter(torch.ones(self.n_channels))
         self.offset = nn.Parameter(torch.zeros(self.n_channels))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -32,7 +33,10 @@ PUREST_PIXELS = 20  # pixels averaged per component by purest_pixel_endmembers
 @dataclasses.dataclass(frozen=True)
 class NiscaConfig(VariationalConfig):
     """VariationalConfig plus the per-channel nonlinearity: `nonlinearity_hidden` ReLU units per channel
-    (thesis: 128); `monotone` makes every f_n strictly increasing; `residual` sets f(y) = y + g(y);
+    (thesis: 128); `monotone` makes every f_n strictly increasing, with ReLU units whose output weights
+    follow their input weights' signs (`monotone_units: relu`, the fast sorted-knot kernel) or with tanh
+    units (`tanh`: smooth, dense, about 10x slower per epoch on 162 channels; the form used before the
+    fifth session); `residual` sets f(y) = y + g(y);
     `lr_nonlinearity` is f's learning rate (None: lr_decoder, as for A). `linear_first`: train with
     f = identity (VASCA) until early stopping, then free f and go on from there (needs a residual,
     non-monotone f); the checkpoint with the lowest validation loss over both phases is kept (metric
@@ -45,6 +49,7 @@ class NiscaConfig(VariationalConfig):
 
     nonlinearity_hidden: int = 128
     monotone: bool = False
+    monotone_units: Literal["relu", "tanh"] = "relu"
     residual: bool = True
     lr_nonlinearity: float | None = None
     linear_first: bool = False

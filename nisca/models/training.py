@@ -191,6 +191,7 @@ def build_module(config: dict[str, Any], n_channels: int, noise_variance: Sequen
             hidden=config["nonlinearity_hidden"],
             monotone=config["monotone"],
             residual=config["residual"],
+            monotone_units=config.get("monotone_units", "tanh"),  # checkpoints written before the option: tanh
         )
     return VariationalSimplexModule(
         n_channels,

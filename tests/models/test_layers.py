@@ -130,6 +130,33 @@ def test_knot_order_of_the_previous_call_is_only_a_hint():
     assert torch.allclose(layer.piecewise_forward(y), layer.dense_forward(y), atol=1e-10)
 
 
+def test_monotone_relu_units_use_the_sorted_knot_kernel_with_the_dense_gradients(search):
+    """Monotone ReLU units are a ReLU network with sign-coupled output weights: the piecewise kernel gives
+    the dense form's output and gradients, and a unit with w1 = 0 (constant) is allowed."""
+    torch.manual_seed(2)
+    layer = ChannelwiseMLP(5, hidden=16, monotone=True).double()
+    with torch.no_grad():
+        layer.weight_in[0, 0] = 0.0
+    y = (torch.randn(60, 5, dtype=torch.float64) * 3).requires_grad_()
+    weights = torch.randn(60, 5, dtype=torch.float64)
+    results = []
+    for forward in (layer.piecewise_forward, layer.dense_forward):
+        layer.zero_grad()
+        y.grad = None
+        out = forward(y)
+        (out * weights).sum().backward()
+        results.append([out.detach().clone(), y.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    for fast, dense in zip(*results):
+        assert torch.allclose(fast, dense, atol=1e-10)
+    slopes = torch.autograd.functional.jacobian(lambda v: layer.piecewise_forward(v).sum(0), y[:1].detach())
+    assert (slopes.diagonal(dim1=0, dim2=2).squeeze() > 0).all()
+
+
+def test_unknown_monotone_units_are_refused():
+    with pytest.raises(ValueError, match="monotone_units"):
+        ChannelwiseMLP(3, monotone=True, monotone_units="sigmoid")
+
+
 def test_residual_mode_adds_the_identity():
     torch.manual_seed(0)
     layer = ChannelwiseMLP(5, hidden=16, residual=True)
@@ -139,15 +166,16 @@ def test_residual_mode_adds_the_identity():
     assert (layer(y) - y).abs().mean() < 0.5 * y.abs().mean()
 
 
+@pytest.mark.parametrize("units", ["relu", "tanh"])
 @pytest.mark.parametrize("residual", [False, True])
-def test_monotone_mode_is_strictly_increasing_even_after_random_updates(residual):
+def test_monotone_mode_is_strictly_increasing_even_after_random_updates(residual, units):
     torch.manual_seed(0)
-    layer = ChannelwiseMLP(6, hidden=32, monotone=True, residual=residual)
+    layer = ChannelwiseMLP(6, hidden=32, monotone=True, residual=residual, monotone_units=units)
     with torch.no_grad():  # arbitrary raw parameters, as an optimiser could leave them
         for parameter in layer.parameters():
             parameter.add_(torch.randn_like(parameter) * 3)
     grid = torch.linspace(-20, 20, 2001).unsqueeze(1).expand(-1, 6)
-    values = layer(grid)
+    values = layer(grid)  # 12,000 inputs: the dense form for tanh units, sorted knots for ReLU units
     assert (values.diff(dim=0) > 0).all()
     # the same random weights in unconstrained mode are not monotone: the constraint does the work
     free = ChannelwiseMLP(6, hidden=32)

@@ -127,9 +127,27 @@ def test_vasca_has_no_nonlinearity_and_linear_endmembers(small_scene, tmp_path):
     assert np.allclose(result.endmembers @ result.abundances.T, result.reconstruction.T, atol=1e-3)
 
 
-def test_monotone_mode_learns_increasing_curves(small_scene, tmp_path):
-    result = fit("nisca", small_scene, {**TINY, "monotone": True}, workdir=tmp_path, progress_bar=False)
+@pytest.mark.parametrize("units", ["relu", "tanh"])
+def test_monotone_mode_learns_increasing_curves(small_scene, tmp_path, units):
+    config = {**TINY, "monotone": True, "monotone_units": units}
+    result = fit("nisca", small_scene, config, workdir=tmp_path, progress_bar=False)
     assert (np.diff(result.curves["outputs"], axis=0) > 0).all()
+    assert load_checkpoint(result.checkpoint_path).module.nonlinearity.monotone_units == units
+
+
+def test_a_monotone_checkpoint_from_before_the_units_option_loads_with_tanh_units(small_scene, tmp_path):
+    """Checkpoints written before `monotone_units` existed had tanh units; their config lacks the key."""
+    result = fit("nisca", small_scene, {**TINY, "monotone": True, "monotone_units": "tanh"}, workdir=tmp_path,
+                 progress_bar=False)
+    state = torch.load(result.checkpoint_path, map_location="cpu", weights_only=False)
+    del state["hyper_parameters"]["config"]["monotone_units"]
+    old = tmp_path / "old.ckpt"
+    torch.save(state, old)
+    before = load_checkpoint(result.checkpoint_path).module
+    after = load_checkpoint(old).module
+    assert after.nonlinearity.monotone_units == "tanh"
+    y = torch.randn(50, small_scene.n_channels)
+    assert torch.allclose(before.nonlinearity(y), after.nonlinearity(y))
 
 
 def test_seeds_make_cpu_runs_deterministic(small_scene, tmp_path):
