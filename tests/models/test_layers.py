@@ -137,18 +137,13 @@ def test_monotone_relu_units_use_the_sorted_knot_kernel_with_the_dense_gradients
     layer = ChannelwiseMLP(5, hidden=16, monotone=True).double()
     with torch.no_grad():
         layer.weight_in[0, 0] = 0.0
-    y = (torch.randn(60, 5, dtype=torch.float64) * 3).requires_grad_()
+    y = torch.randn(60, 5, dtype=torch.float64) * 3
     weights = torch.randn(60, 5, dtype=torch.float64)
-    results = []
-    for forward in (layer.piecewise_forward, layer.dense_forward):
-        layer.zero_grad()
-        y.grad = None
-        out = forward(y)
-        (out * weights).sum().backward()
-        results.append([out.detach().clone(), y.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
-    for fast, dense in zip(*results):
-        assert torch.allclose(fast, dense, atol=1e-10)
-    slopes = torch.autograd.functional.jacobian(lambda v: layer.piecewise_forward(v).sum(0), y[:1].detach())
+    fast = _values_and_gradients(layer, layer.piecewise_forward, y, weights)
+    dense = _values_and_gradients(layer, layer.dense_forward, y, weights)
+    for a, b in zip(fast, dense):
+        assert torch.allclose(a, b, atol=1e-10)
+    slopes = torch.autograd.functional.jacobian(lambda v: layer.piecewise_forward(v).sum(0), y[:1])
     assert (slopes.diagonal(dim1=0, dim2=2).squeeze() > 0).all()
 
 
