@@ -25,12 +25,10 @@ MIXING = ("fast", "slow")
 DOMAINS = ("signal", "concentration")
 PHANTOM_SEEDS = (0, 1)
 TRUE_K = 4
-# Config fields on top of NISCA's defaults: monotone f (the SPGR equation is increasing in R1) and one
-# learned noise variance had the lowest mean fraction RMSE on the signal of both mixing models in
-# benchmarks/dce_unmixing.py (docs/dce.md, "Results"); the margin over the defaults is within the seed spread.
-# The fourth round's recipe (docs/dce.md): A starts at MVES's simplex, the Dirichlet prior's concentration
-# is learned (most voxels are nearly pure) and the importance-weighted bound with 8 samples replaces the
-# ELBO, which let the decoder bend towards logistic-normal posteriors and lose the rare classes. On the
+# Config fields on top of NISCA's defaults, the fourth round's recipe (docs/dce.md): A starts at MVES's
+# simplex, the Dirichlet prior's concentration is learned (most voxels are nearly pure) and the
+# importance-weighted bound with 8 samples replaces the ELBO, which let the decoder bend towards
+# logistic-normal posteriors and lose the rare classes. On the
 # 25 dB phantoms it gave 0.049 / 0.040 fraction RMSE (fast / slow exchange, signal) against MVES's 0.116
 # and VCA's 0.033.
 NISCA_RECIPE: dict = {"init": "mves", "prior": "learn", "objective": "iwae", "mc_samples": 8}
