@@ -196,8 +196,8 @@ class ChannelwiseMLP(nn.Module):
         w2 = sign(w1) softplus(v), so w2 * w1 >= 0. Any increasing piecewise-linear f_n with H knots is
         reachable, and the sorted-knot kernel (`PiecewiseLinearReLU`) applies: as fast as the free layer.
       'tanh': tanh units with softplus-positive input and output weights (smooth; the only form before
-        the fifth session, kept for its checkpoints). It needs the dense B x N x H form: about 10x slower
-        per epoch on a 162-channel scene (docs/real_scenes.md).
+        the fifth session, kept for its checkpoints). It needs the dense B x N x H form: 30-35x slower
+        on the 156-162-channel real scenes (benchmarks/monotone_units.py).
     residual: f_n(y) = y + g_n(y) with g_n's output weights initialised small, so f starts near the
       identity (a warm start from the linear model).
     Shapes: input (batch, N) -> output (batch, N).

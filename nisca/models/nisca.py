@@ -35,7 +35,7 @@ class NiscaConfig(VariationalConfig):
     """VariationalConfig plus the per-channel nonlinearity: `nonlinearity_hidden` ReLU units per channel
     (thesis: 128); `monotone` makes every f_n strictly increasing, with ReLU units whose output weights
     follow their input weights' signs (`monotone_units: relu`, the fast sorted-knot kernel) or with tanh
-    units (`tanh`: smooth, dense, about 10x slower per epoch on 162 channels; the form used before the
+    units (`tanh`: smooth, dense, 30-35x slower on 156-162 channels; the form used before the
     fifth session); `residual` sets f(y) = y + g(y);
     `lr_nonlinearity` is f's learning rate (None: lr_decoder, as for A). `linear_first`: train with
     f = identity (VASCA) until early stopping, then free f and go on from there (needs a residual,
