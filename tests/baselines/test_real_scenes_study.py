@@ -59,6 +59,9 @@ def test_scene_filter_and_config_overrides(shared_data, tmp_path):
 
     rows = pd.read_csv(csv)
     assert set(rows.scene) == {"Samson"} and set(rows.method) == {"vasca", "vca"}
+    # the purest-pixel endmembers are scored for the variational method only
+    assert rows[rows.method == "vasca"].sad_purest_deg.between(0, 90).all()
+    assert rows[rows.method == "vca"].sad_purest_deg.isna().all()
     study = _study()
     assert study.main(["--quick", "--scenes", "Nowhere", "--data", str(shared_data)]) == 2
     assert study.main(["--quick", "--set", "prior", "--data", str(shared_data)]) == 2
