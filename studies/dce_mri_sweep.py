@@ -28,9 +28,8 @@ TRUE_K = 4
 # Config fields on top of NISCA's defaults, the fourth round's recipe (docs/dce.md): A starts at MVES's
 # simplex, the Dirichlet prior's concentration is learned (most voxels are nearly pure) and the
 # importance-weighted bound with 8 samples replaces the ELBO, which let the decoder bend towards
-# logistic-normal posteriors and lose the rare classes. On the
-# 25 dB phantoms it gave 0.049 / 0.040 fraction RMSE (fast / slow exchange, signal) against MVES's 0.116
-# and VCA's 0.033.
+# logistic-normal posteriors and lose the rare classes. On the 25 dB phantoms it gave 0.049 / 0.040
+# fraction RMSE (fast / slow exchange, signal) against MVES's 0.116 and VCA's 0.033.
 NISCA_RECIPE: dict = {"init": "mves", "prior": "learn", "objective": "iwae", "mc_samples": 8}
 
 

@@ -626,9 +626,8 @@ def _load_mask(mask: str | Path | np.ndarray, volume_shape: tuple[int, int, int]
             values = np.asarray(mask_image.dataobj)
         except _read_errors() as error:
             raise _corrupt(mask_path, "NIfTI", error) from None
-        if values.shape == volume_shape and not np.allclose(mask_image.affine, affine, atol=1e-3):
-            raise DataError(f"{mask_path}: the mask's affine differs from that of {path.name}; it is not "
-                            "on the same voxel grid")
+        if values.shape == volume_shape:
+            _require_same_grid(mask_path, "mask", mask_image.affine, affine, path.name)
         info = {"mask": str(mask_path.resolve()), "mask_sha256": sha256sum(mask_path)}
     if values.ndim == 4 and values.shape[3] == 1:
         values = values[..., 0]
@@ -652,10 +651,14 @@ def load_volume_fractions(path: str | Path, geometry: VolumeGeometry) -> np.ndar
     if volume.ndim != 4 or volume.shape[:3] != tuple(geometry.volume_shape):
         raise DataError(f"{path}: fractions must be 4-D (x, y, z, K) over the scan's {tuple(geometry.volume_shape)} "
                         f"voxels, got shape {volume.shape}")
-    if not np.allclose(image.affine, geometry.affine, atol=1e-3):
-        raise DataError(f"{path}: the fraction volume's affine differs from the scan's; it is not on the same "
-                        "voxel grid")
+    _require_same_grid(path, "fraction volume", image.affine, geometry.affine, "the scan")
     return volume[geometry.mask]
+
+
+def _require_same_grid(path: Path, what: str, affine: np.ndarray, scan_affine: np.ndarray, scan: str) -> None:
+    """A volume read beside a scan (its mask, its fractions) must lie on the scan's voxel grid."""
+    if not np.allclose(affine, scan_affine, atol=1e-3):
+        raise DataError(f"{path}: the {what}'s affine differs from that of {scan}; it is not on the same voxel grid")
 
 
 def _frame_times(path: Path, header: Any, n_frames: int) -> tuple[np.ndarray | None, str]:
