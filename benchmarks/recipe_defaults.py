@@ -19,6 +19,8 @@ Recipes (settings over NiscaConfig's defaults):
     elbo           the negative ELBO with R = 1 (the default until the fourth session; iwae is now)
     mves-linear-first  MVES start and linear_first together
     monotone       every f_n strictly increasing, ReLU units (`monotone: true`); monotone-tanh with tanh units
+    long           a longer budget: patience 100, at most 1000 epochs (a recipe's own max_epochs beats
+                   --max-epochs)
 Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
 of every channel) and linear N=K=3 at 20 dB, random_monotone
 N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
@@ -55,6 +57,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "mves-linear-first": {"init": "mves", "linear_first": True},
     "monotone": {"monotone": True},  # ReLU units with sign-coupled output weights (the sorted-knot kernel)
     "monotone-tanh": {"monotone": True, "monotone_units": "tanh"},  # the monotone form before the fifth session
+    "long": {"patience": 100, "max_epochs": 1000},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),
@@ -80,7 +83,7 @@ def run_one(task: tuple[str, str, int, int, int]) -> tuple[str, str, int, float,
     scene = simulate_pnl(channels, K, samples, snr, nonlinearity=nonlinearity, seed=seed,
                          noise_reference=reference[0] if reference else "total")
     start = time.perf_counter()
-    result = fit("nisca", scene, {**RECIPES[recipe], "seed": seed, "max_epochs": epochs}, progress_bar=False)
+    result = fit("nisca", scene, {"max_epochs": epochs, **RECIPES[recipe], "seed": seed}, progress_bar=False)
     extra = {key: result.metrics[key] for key in ("nonlinear_gain", "nonlinearity_kept") if key in result.metrics}
     print(f"{scene_name}, {recipe}, seed {seed}: mse {result.metrics['abundance_mse']:.4g}, {result.epochs} epochs"
           + "".join(f", {key} {value:.3g}" for key, value in extra.items()), file=sys.stderr, flush=True)

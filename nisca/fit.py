@@ -80,6 +80,8 @@ def resolve_config(method: str, scene: Scene, config: Mapping[str, Any] | Any | 
         if K is None:
             raise ConfigError(f"{scene.name}: set latent_dim (K); the scene has no ground truth to take it from")
         typed = replace(typed, latent_dim=K)
+        if callable(getattr(typed, "validate", None)):
+            typed.validate()  # checks that depend on K, now that it is known
     check_latent_dim(typed.latent_dim, scene.n_channels, scene.name)
     return typed
 

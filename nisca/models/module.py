@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nisca.models.lattice import lattice_posterior
 from nisca.models.layers import MLP, ChannelwiseMLP
 from nisca.models.simplex import (
     additive_logistic,
@@ -172,7 +173,28 @@ class VariationalSimplexModule(nn.Module):
             mean = (weights.unsqueeze(-1) * z).sum(0)
         else:
             mean = z.mean(0)
-        mean = mean / mean.sum(-1, keepdim=True)
+        return self._estimates(mean / mean.sum(-1, keepdim=True), mu)
+
+    @torch.no_grad()
+    def lattice_means(self, lattice: torch.Tensor) -> torch.Tensor:
+        """f(A g) for every lattice point g (points, K) -> (points, N), a bounded number of rows at a time."""
+        step = max(1, DECODE_BUDGET // max(1, self.n_channels))
+        return torch.cat([self.decode(lattice[i : i + step].float()).float() for i in range(0, len(lattice), step)])
+
+    @torch.no_grad()
+    def posterior_on_lattice(self, x: torch.Tensor, lattice: torch.Tensor, means: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The estimates of `posterior`, with the abundances the exact posterior mean on a simplex lattice
+        (nisca.models.lattice) instead of a Monte Carlo average; `means` = lattice_means(lattice)."""
+        mu, _ = self.encode(x)
+        log_prior = None
+        if self.learn_prior:
+            alpha = self.concentration().double()
+            log_prior = ((alpha - 1.0) * torch.log(lattice.double())).sum(-1)
+        mean = lattice_posterior(x, means, self.noise_variance(), lattice, log_prior)["mean"].float()
+        return self._estimates(mean / mean.sum(-1, keepdim=True), mu)
+
+    def _estimates(self, mean: torch.Tensor, mu: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The posterior-mean abundances with softmax([mu, 0]), A z and the decoded reconstruction."""
         linear = self.linear(mean)
         return {
             "abundances": mean,

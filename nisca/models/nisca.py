@@ -23,6 +23,7 @@ from nisca.data.scene import Scene
 from nisca.errors import ConfigError
 from nisca.fit import FitContext, MethodOutput
 from nisca.identifiability import warn_if_unidentifiable
+from nisca.models.lattice import default_resolution, simplex_lattice
 from nisca.models.noise import subspace_noise_variance
 from nisca.models.training import SceneDataModule, SimplexTrainingPlan, VariationalConfig, build_trainer
 
@@ -111,11 +112,17 @@ def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) 
     module = plan.module.eval()
     device = next(module.parameters()).device
     generator = torch.Generator(device=device).manual_seed(config.seed)
+    if config.inference == "lattice":
+        lattice = simplex_lattice(module.latent_dim, default_resolution(module.latent_dim), device=device)
+        lattice_means = module.lattice_means(lattice)
     parts: dict[str, list[np.ndarray]] = {}
     low = high = None
     for start in range(0, len(x), config.inference_batch_size):
         chunk = torch.as_tensor(x[start : start + config.inference_batch_size], device=device)
-        out = module.posterior(chunk, config.inference_samples, generator=generator)
+        if config.inference == "lattice":
+            out = module.posterior_on_lattice(chunk, lattice, lattice_means)
+        else:
+            out = module.posterior(chunk, config.inference_samples, generator=generator)
         linear = out["linear_mixture"]
         low = linear.amin(0) if low is None else torch.minimum(low, linear.amin(0))
         high = linear.amax(0) if high is None else torch.maximum(high, linear.amax(0))

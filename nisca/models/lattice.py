@@ -1,0 +1,79 @@
+"""Exact posterior estimates for small K: the posterior of z on a lattice that covers the simplex.
+
+With K <= 5 the simplex is low-dimensional enough to integrate over directly. Every lattice point g has
+the same prior mass under the flat Dirichlet(1) prior (or its Dirichlet(alpha) density, when learned), so
+the posterior given x is a softmax over the lattice of log p(x | g) + log p(g), and the posterior mean is
+that softmax's average of g. This is the Bayes estimate under the trained decoder, free of the encoder's
+approximation (the amortisation gap) and of Monte Carlo noise; `inference: lattice` uses it for the
+abundances (nisca.models.training.VariationalConfig).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nisca.errors import ConfigError
+
+MAX_LATTICE_POINTS = 50_000  # decoder evaluations, once per fit; pixels x points per chunk below
+MIN_RESOLUTION = 20  # steps per unit: coarser lattices bias the posterior mean of a narrow posterior
+PAIR_BUDGET = 1 << 24  # (pixels x lattice points) per chunk: 64 MiB of float32 scores
+
+
+def lattice_size(latent_dim: int, resolution: int) -> int:
+    """Points of the lattice: compositions of `resolution` into K parts, C(resolution + K - 1, K - 1)."""
+    return math.comb(resolution + latent_dim - 1, latent_dim - 1)
+
+
+def default_resolution(latent_dim: int, max_points: int = MAX_LATTICE_POINTS) -> int:
+    """The finest resolution whose lattice has at most `max_points` points; an error when that is
+    coarser than MIN_RESOLUTION (K >= 6), where sampling is the way to the posterior."""
+    resolution = MIN_RESOLUTION
+    if lattice_size(latent_dim, resolution) > max_points:
+        raise ConfigError(
+            f"inference 'lattice' covers the simplex with at most {max_points:,} points, too few for K = "
+            f"{latent_dim} (a 1/{MIN_RESOLUTION} lattice has {lattice_size(latent_dim, resolution):,}); "
+            "it works up to K = 5: use inference 'sampling'"
+        )
+    while lattice_size(latent_dim, resolution + 1) <= max_points:
+        resolution += 1
+    return resolution
+
+
+def simplex_lattice(latent_dim: int, resolution: int, *, device: torch.device | str | None = None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(points, K): z = (n + 1/K) / (resolution + 1) for every n of K non-negative integers summing to
+    `resolution`. The shift keeps every point strictly inside the simplex (finite log z for a learned
+    prior); the points are evenly spread, so each carries the same mass of a flat prior."""
+    axes = [torch.arange(resolution + 1, device=device)] * (latent_dim - 1)
+    heads = torch.cartesian_prod(*axes).reshape(-1, latent_dim - 1)
+    heads = heads[heads.sum(1) <= resolution]
+    counts = torch.cat([heads, resolution - heads.sum(1, keepdim=True)], dim=1)
+    return ((counts.to(dtype) + 1.0 / latent_dim) / (resolution + 1)).to(dtype)
+
+
+def lattice_posterior(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor, lattice: torch.Tensor,
+                      log_prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Posterior mean and mode of z for each row of x (pixels, N) under Gaussian noise.
+
+    means: the decoder at every lattice point, (points, N); noise_variance: (N,); log_prior: (points,)
+    or None for a flat prior. Pixels go in chunks so that memory stays at PAIR_BUDGET scores. Computed
+    in float64: at high SNR the scores are large and differ by a few units."""
+    x, means, lattice = x.double(), means.double(), lattice.double()
+    noise_variance = noise_variance.double()
+    log_prior = None if log_prior is None else log_prior.double()
+    precision = 1.0 / noise_variance
+    mean_energy = 0.5 * (means.pow(2) * precision).sum(1)  # (points,)
+    if log_prior is not None:
+        mean_energy = mean_energy - log_prior
+    step = max(1, PAIR_BUDGET // max(1, len(lattice)))
+    posterior_mean, posterior_mode = [], []
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        # log p(x | g) + log p(g) up to a per-pixel constant: x^T P mu_g - mu_g^T P mu_g / 2 + log p(g)
+        scores = (chunk * precision) @ means.T - mean_energy
+        weights = torch.softmax(scores, dim=1)
+        posterior_mean.append(weights @ lattice)
+        posterior_mode.append(lattice[scores.argmax(1)])
+    return {"mean": torch.cat(posterior_mean), "mode": torch.cat(posterior_mode)}
