@@ -11,6 +11,7 @@ abundances (nisca.models.training.VariationalConfig).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -18,7 +19,7 @@ from nisca.errors import ConfigError
 
 MAX_LATTICE_POINTS = 50_000  # decoder evaluations, once per fit; pixels x points per chunk below
 MIN_RESOLUTION = 20  # steps per unit: coarser lattices bias the posterior mean of a narrow posterior
-PAIR_BUDGET = 1 << 24  # (pixels x lattice points) per chunk: 64 MiB of float32 scores
+PAIR_BUDGET = 1 << 24  # (pixels x lattice points) per chunk: 128 MiB of float64 scores
 
 
 def lattice_size(latent_dim: int, resolution: int) -> int:
@@ -58,22 +59,34 @@ def lattice_posterior(x: torch.Tensor, means: torch.Tensor, noise_variance: torc
     """Posterior mean and mode of z for each row of x (pixels, N) under Gaussian noise.
 
     means: the decoder at every lattice point, (points, N); noise_variance: (N,); log_prior: (points,)
-    or None for a flat prior. Pixels go in chunks so that memory stays at PAIR_BUDGET scores. Computed
-    in float64: at high SNR the scores are large and differ by a few units."""
-    x, means, lattice = x.double(), means.double(), lattice.double()
-    noise_variance = noise_variance.double()
-    log_prior = None if log_prior is None else log_prior.double()
-    precision = 1.0 / noise_variance
-    mean_energy = 0.5 * (means.pow(2) * precision).sum(1)  # (points,)
-    if log_prior is not None:
-        mean_energy = mean_energy - log_prior
-    step = max(1, PAIR_BUDGET // max(1, len(lattice)))
+    or None for a flat prior."""
+    lattice = lattice.double()
     posterior_mean, posterior_mode = [], []
-    for start in range(0, len(x), step):
-        chunk = x[start : start + step]
-        # log p(x | g) + log p(g) up to a per-pixel constant: x^T P mu_g - mu_g^T P mu_g / 2 + log p(g)
-        scores = (chunk * precision) @ means.T - mean_energy
-        weights = torch.softmax(scores, dim=1)
-        posterior_mean.append(weights @ lattice)
+    for log_likelihood in _log_likelihoods(x, means, noise_variance):
+        scores = log_likelihood if log_prior is None else log_likelihood + log_prior.double()
+        posterior_mean.append(torch.softmax(scores, dim=1) @ lattice)
         posterior_mode.append(lattice[scores.argmax(1)])
     return {"mean": torch.cat(posterior_mean), "mode": torch.cat(posterior_mode)}
+
+
+def lattice_log_likelihood(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor) -> torch.Tensor:
+    """log p(x) per row of x (pixels,) under the flat prior: the log of the lattice average of the Gaussian
+    likelihood N(x; mean_g, diag(noise_variance)). Comparable between decoders in the same data units:
+    the exact marginal likelihood that the training bounds from below."""
+    return torch.cat([torch.logsumexp(log_likelihood, dim=1) - math.log(len(means))
+                      for log_likelihood in _log_likelihoods(x, means, noise_variance)])
+
+
+def _log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor) -> Iterator[torch.Tensor]:
+    """log N(x_i; mean_g, diag(noise_variance)) for a chunk of pixels i and every lattice point g, chunk by
+    chunk so that memory stays at PAIR_BUDGET values. In float64: at high SNR the values are large and
+    differ by a few units."""
+    x, means, noise_variance = x.double(), means.double(), noise_variance.double()
+    precision = 1.0 / noise_variance
+    constant = -0.5 * torch.log(2 * math.pi * noise_variance).sum()
+    mean_energy = (means.pow(2) * precision).sum(1)  # (points,)
+    step = max(1, PAIR_BUDGET // max(1, len(means)))
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        squared = (chunk.pow(2) * precision).sum(1, keepdim=True) - 2 * (chunk * precision) @ means.T + mean_energy
+        yield constant - 0.5 * squared
