@@ -18,6 +18,7 @@ import torch
 from nisca.errors import ConfigError
 
 MAX_LATTICE_POINTS = 50_000  # decoder evaluations, once per fit; pixels x points per chunk below
+TRAINING_LATTICE_POINTS = 12_000  # decoder evaluations per training step with `objective: lattice`
 MIN_RESOLUTION = 20  # steps per unit: coarser lattices bias the posterior mean of a narrow posterior
 PAIR_BUDGET = 1 << 24  # (pixels x lattice points) per chunk: 128 MiB of float64 scores
 
@@ -27,15 +28,16 @@ def lattice_size(latent_dim: int, resolution: int) -> int:
     return math.comb(resolution + latent_dim - 1, latent_dim - 1)
 
 
-def default_resolution(latent_dim: int, max_points: int = MAX_LATTICE_POINTS) -> int:
-    """The finest resolution whose lattice has at most `max_points` points; an error when that is
-    coarser than MIN_RESOLUTION (K >= 6), where sampling is the way to the posterior."""
+def default_resolution(latent_dim: int, max_points: int = MAX_LATTICE_POINTS, setting: str = "inference") -> int:
+    """The finest resolution whose lattice has at most `max_points` points; an error naming `setting` when
+    that is coarser than MIN_RESOLUTION (K >= 6), where sampling is the way to the posterior."""
     resolution = MIN_RESOLUTION
     if lattice_size(latent_dim, resolution) > max_points:
+        other = "inference 'sampling'" if setting == "inference" else "objective 'iwae'"
         raise ConfigError(
-            f"inference 'lattice' covers the simplex with at most {max_points:,} points, too few for K = "
+            f"{setting} 'lattice' covers the simplex with at most {max_points:,} points, too few for K = "
             f"{latent_dim} (a 1/{MIN_RESOLUTION} lattice has {lattice_size(latent_dim, resolution):,}); "
-            "it works up to K = 5: use inference 'sampling'"
+            f"it works up to K = 5: use {other}"
         )
     while lattice_size(latent_dim, resolution + 1) <= max_points:
         resolution += 1
@@ -69,19 +71,22 @@ def lattice_posterior(x: torch.Tensor, means: torch.Tensor, noise_variance: torc
     return {"mean": torch.cat(posterior_mean), "mode": torch.cat(posterior_mode)}
 
 
-def lattice_log_likelihood(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor) -> torch.Tensor:
+def lattice_log_likelihood(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor,
+                           dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """log p(x) per row of x (pixels,) under the flat prior: the log of the lattice average of the Gaussian
     likelihood N(x; mean_g, diag(noise_variance)). Comparable between decoders in the same data units:
-    the exact marginal likelihood that the training bounds from below."""
+    the exact marginal likelihood that the variational bounds approximate from below, and the training
+    loss of `objective: lattice` (differentiable; float32 there, on a coarser lattice)."""
     return torch.cat([torch.logsumexp(log_likelihood, dim=1) - math.log(len(means))
-                      for log_likelihood in _log_likelihoods(x, means, noise_variance)])
+                      for log_likelihood in _log_likelihoods(x, means, noise_variance, dtype)])
 
 
-def _log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor) -> Iterator[torch.Tensor]:
+def _log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor,
+                     dtype: torch.dtype = torch.float64) -> Iterator[torch.Tensor]:
     """log N(x_i; mean_g, diag(noise_variance)) for a chunk of pixels i and every lattice point g, chunk by
-    chunk so that memory stays at PAIR_BUDGET values. In float64: at high SNR the values are large and
-    differ by a few units."""
-    x, means, noise_variance = x.double(), means.double(), noise_variance.double()
+    chunk so that memory stays at PAIR_BUDGET values. In float64 by default: at high SNR the values are
+    large and differ by a few units."""
+    x, means, noise_variance = x.to(dtype), means.to(dtype), noise_variance.to(dtype)
     precision = 1.0 / noise_variance
     constant = -0.5 * torch.log(2 * math.pi * noise_variance).sum()
     mean_energy = (means.pow(2) * precision).sum(1)  # (points,)

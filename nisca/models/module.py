@@ -36,7 +36,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nisca.models.lattice import lattice_posterior
+from nisca.models.lattice import (
+    TRAINING_LATTICE_POINTS,
+    default_resolution,
+    lattice_log_likelihood,
+    lattice_posterior,
+    simplex_lattice,
+)
 from nisca.models.layers import MLP, ChannelwiseMLP
 from nisca.models.simplex import (
     additive_logistic,
@@ -46,7 +52,7 @@ from nisca.models.simplex import (
 )
 
 MIN_SCALE = 1e-4  # floor of the posterior scale s(x)
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "lattice")
 DECODE_BUDGET = 1 << 20  # (samples x pixels x channels) decoded at once when weighting posterior samples
 
 
@@ -83,6 +89,9 @@ class VariationalSimplexModule(nn.Module):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.objective = objective
+        if objective == "lattice":  # recomputed from K, so not stored in checkpoints
+            resolution = default_resolution(K, TRAINING_LATTICE_POINTS, setting="objective")
+            self.register_buffer("training_lattice", simplex_lattice(K, resolution), persistent=False)
         self.learn_prior = bool(learn_prior)
         if self.learn_prior:  # log alpha, one per component; alpha = 1 (flat) at the start
             self.log_concentration = nn.Parameter(torch.zeros(K))
@@ -141,8 +150,10 @@ class VariationalSimplexModule(nn.Module):
                 "squared": squared}
 
     def loss(self, x: torch.Tensor, n_samples: int = 1) -> dict[str, torch.Tensor]:
-        """Per-pixel loss (negative ELBO or IWAE bound, by `objective`) averaged over the batch, with its
-        parts (for logging)."""
+        """Per-pixel loss (negative ELBO, IWAE bound or exact log-likelihood, by `objective`) averaged over
+        the batch, with its parts (for logging)."""
+        if self.objective == "lattice":
+            return self._lattice_loss(x)
         mu, scale = self.encode(x)
         parts = self.log_weights(x, sample_logits(mu, scale, n_samples), mu, scale)  # each (R, batch)
         if self.objective == "iwae":
@@ -156,6 +167,17 @@ class VariationalSimplexModule(nn.Module):
             "log_prior": parts["log_prior"].mean(),
             "mse": parts["squared"].mean(),
         }
+
+    def _lattice_loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """-log p(x) with z integrated out exactly over the training lattice (flat prior): maximum
+        likelihood for A, f and s2, with no encoder in the loop (it is not trained under this objective)."""
+        means, noise_variance = self.decode(self.training_lattice), self.noise_variance()
+        nll = -lattice_log_likelihood(x, means, noise_variance, dtype=torch.float32)
+        with torch.no_grad():  # for the logs: the reconstruction error at the posterior mean
+            z = lattice_posterior(x, means.detach(), noise_variance.detach(), self.training_lattice)["mean"]
+            mse = (x - self.decode(z.float())).pow(2).mean()
+        zero = torch.zeros((), device=x.device)
+        return {"loss": nll.mean(), "nll": nll.mean(), "log_q": zero, "log_prior": zero, "mse": mse}
 
     # -- estimates ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -173,7 +195,7 @@ class VariationalSimplexModule(nn.Module):
             mean = (weights.unsqueeze(-1) * z).sum(0)
         else:
             mean = z.mean(0)
-        return self._estimates(mean / mean.sum(-1, keepdim=True), mu)
+        return self._estimates(mean / mean.sum(-1, keepdim=True), additive_logistic(mu).float())
 
     @torch.no_grad()
     def lattice_means(self, lattice: torch.Tensor) -> torch.Tensor:
@@ -184,21 +206,23 @@ class VariationalSimplexModule(nn.Module):
     @torch.no_grad()
     def posterior_on_lattice(self, x: torch.Tensor, lattice: torch.Tensor, means: torch.Tensor) -> dict[str, torch.Tensor]:
         """The estimates of `posterior`, with the abundances the exact posterior mean on a simplex lattice
-        (nisca.models.lattice) instead of a Monte Carlo average; `means` = lattice_means(lattice)."""
-        mu, _ = self.encode(x)
+        (nisca.models.lattice) instead of a Monte Carlo average and the point estimate the lattice's posterior
+        mode instead of softmax([mu, 0]); `means` = lattice_means(lattice)."""
         log_prior = None
         if self.learn_prior:
             alpha = self.concentration().double()
             log_prior = ((alpha - 1.0) * torch.log(lattice.double())).sum(-1)
-        mean = lattice_posterior(x, means, self.noise_variance(), lattice, log_prior)["mean"].float()
-        return self._estimates(mean / mean.sum(-1, keepdim=True), mu)
+        posterior = lattice_posterior(x, means, self.noise_variance(), lattice, log_prior)
+        mean = posterior["mean"].float()
+        return self._estimates(mean / mean.sum(-1, keepdim=True), posterior["mode"].float())
 
-    def _estimates(self, mean: torch.Tensor, mu: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The posterior-mean abundances with softmax([mu, 0]), A z and the decoded reconstruction."""
+    def _estimates(self, mean: torch.Tensor, mode: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The posterior-mean abundances with a point estimate (softmax([mu, 0]), or the lattice's
+        posterior mode), A z and the decoded reconstruction."""
         linear = self.linear(mean)
         return {
             "abundances": mean,
-            "abundances_mode": additive_logistic(mu).float(),
+            "abundances_mode": mode,
             "linear_mixture": linear.float(),
             "reconstruction": self.unscale(self.nonlinearity(linear).float()),
         }

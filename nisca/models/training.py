@@ -53,7 +53,11 @@ class VariationalConfig(BaseConfig):
       importance-weighted posterior mean; R = 1 is the ELBO) or 'elbo' (the negative ELBO of MODEL.md). The
       IWAE default won on the thesis tables, 4 of 5 synthetic scene kinds, every DCE recipe and Samson's
       abundances (docs/results.md, "Choosing the defaults"). The validation loss is the training objective
-      on held-out pixels: compare val_loss only between runs with the same objective and R.
+      on held-out pixels: compare val_loss only between runs with the same objective and R. 'lattice'
+      (K <= 5): A, f and s2 by exact maximum likelihood, z integrated out over a lattice of up to 12,000
+      points on the simplex at every step (nisca.models.lattice); no encoder is trained, so it needs
+      `inference: lattice`. On the thesis scenes it gets closer to the true decoder's likelihood than the
+      bounds do (docs/results.md, A5); each step decodes the whole lattice, so it is slow for many channels.
     inference_samples: samples for the posterior-mean abundances.
     inference: how the abundances are computed from the trained model. 'sampling' (the default): the
       posterior mean over `inference_samples` draws of the encoder (importance-weighted under 'iwae');
@@ -84,7 +88,7 @@ class VariationalConfig(BaseConfig):
 
     encoder_hidden: tuple[int, ...] = (128, 128)
     mc_samples: int = 8
-    objective: Literal["elbo", "iwae"] = "iwae"
+    objective: Literal["elbo", "iwae", "lattice"] = "iwae"
     inference_samples: int = 64
     inference: Literal["sampling", "lattice"] = "sampling"
     noise: Literal["learn", "learn-channel", "learn-shared", "estimate", "given"] = "learn"
@@ -128,6 +132,11 @@ class VariationalConfig(BaseConfig):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{type(self).__name__}: {message}")
+        if self.objective == "lattice" and self.inference != "lattice":
+            raise ConfigError(f"{type(self).__name__}: objective 'lattice' trains no encoder, so it needs "
+                              "inference 'lattice' (the abundances from the exact posterior)")
+        if self.objective == "lattice" and self.prior != "flat":
+            raise ConfigError(f"{type(self).__name__}: objective 'lattice' supports the flat prior only")
         if self.inference == "lattice" and self.latent_dim is not None:
             default_resolution(self.latent_dim)  # K <= 5, or a clear error now rather than after training
 

@@ -9,7 +9,14 @@ import torch
 from nisca import fit
 from nisca.data.synthetic import simulate_pnl
 from nisca.errors import ConfigError
-from nisca.models.lattice import MAX_LATTICE_POINTS, default_resolution, lattice_posterior, lattice_size, simplex_lattice
+from nisca.models.lattice import (
+    MAX_LATTICE_POINTS,
+    default_resolution,
+    lattice_log_likelihood,
+    lattice_posterior,
+    lattice_size,
+    simplex_lattice,
+)
 
 torch.set_num_threads(2)
 
@@ -72,3 +79,39 @@ def test_lattice_inference_beyond_k5_is_refused_before_training():
     scene = simulate_pnl(8, 6, 200, 30.0, nonlinearity="linear", seed=0)
     with pytest.raises(ConfigError, match="use inference 'sampling'"):
         fit("nisca", scene, {"inference": "lattice", "max_epochs": 1})
+
+
+def test_the_lattice_log_likelihood_is_the_marginal_likelihood():
+    """log p(x) = log E_{z ~ Dirichlet(1)} N(x; A z, diag(s2)), checked against 400,000 prior draws."""
+    rng = np.random.default_rng(5)
+    mixing = rng.standard_normal((4, 3))
+    noise = np.array([0.05, 0.08, 0.04, 0.06])
+    x = rng.dirichlet(np.ones(3), size=4) @ mixing.T + rng.standard_normal((4, 4)) * np.sqrt(noise)
+    lattice = simplex_lattice(3, default_resolution(3), dtype=torch.float64)
+    exact = lattice_log_likelihood(torch.as_tensor(x), lattice @ torch.as_tensor(mixing).T, torch.as_tensor(noise))
+
+    draws = rng.dirichlet(np.ones(3), size=400_000)
+    log_n = (-0.5 * (((x[:, None, :] - (draws @ mixing.T)[None]) ** 2) / noise).sum(-1)
+             - 0.5 * np.log(2 * np.pi * noise).sum())
+    sampled = np.log(np.exp(log_n - log_n.max(1, keepdims=True)).mean(1)) + log_n.max(1)
+    np.testing.assert_allclose(exact.numpy(), sampled, atol=0.02)
+
+
+def test_exact_likelihood_training_recovers_a_pnl_scene(tmp_path):
+    """`objective: lattice` (A, f and s2 by exact maximum likelihood) on the six-channel scene of the
+    recovery test: it reaches 7.1e-4 where the IWAE default reaches 1.7e-3 and one epoch of it 2.1e-3."""
+    scene = simulate_pnl(6, 3, 1000, 30.0, nonlinearity="random_monotone", seed=0)
+    result = fit("nisca", scene, {"max_epochs": 15, "patience": 15, "objective": "lattice", "inference": "lattice"},
+                 workdir=tmp_path, progress_bar=False)
+    assert result.metrics["abundance_mse"] < 1.2e-3
+    assert np.isfinite(result.metrics["val_loss"])
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"objective": "lattice"}, "needs inference 'lattice'"),
+    ({"objective": "lattice", "inference": "lattice", "prior": "learn"}, "flat prior only"),
+])
+def test_exact_likelihood_training_refuses_what_it_cannot_do(settings, message):
+    scene = simulate_pnl(3, 3, 200, 30.0, nonlinearity="linear", seed=0)
+    with pytest.raises(ConfigError, match=message):
+        fit("nisca", scene, {**settings, "max_epochs": 1})
