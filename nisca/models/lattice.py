@@ -93,5 +93,6 @@ def _log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch
     step = max(1, PAIR_BUDGET // max(1, len(means)))
     for start in range(0, len(x), step):
         chunk = x[start : start + step]
-        squared = (chunk.pow(2) * precision).sum(1, keepdim=True) - 2 * (chunk * precision) @ means.T + mean_energy
+        with torch.autocast(device_type=x.device.type, enabled=False):  # no bf16 matmul under mixed precision
+            squared = (chunk.pow(2) * precision).sum(1, keepdim=True) - 2 * (chunk * precision) @ means.T + mean_energy
         yield constant - 0.5 * squared
