@@ -1,7 +1,8 @@
 """The files of the `nisca fit` contract, written from a FitResult (used by the CLI and by studies).
 
     abundances.npy        float32 (pixels, K), rows on the simplex
-    abundances_mode.npy   float32 (pixels, K), softmax([mu, 0]) (variational methods)
+    abundances_mode.npy   float32 (pixels, K), softmax([mu, 0]) (variational methods; under `objective:
+                          lattice`, which trains no encoder, the posterior mode on the lattice)
     endmembers.npy        float32 (channels, K), when the method estimates endmembers
     endmembers_purest.npy float32 (channels, K), mean spectrum of each component's purest pixels
                           (variational methods; nisca.models.nisca.purest_pixel_endmembers)

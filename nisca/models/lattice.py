@@ -44,6 +44,13 @@ def default_resolution(latent_dim: int, max_points: int = MAX_LATTICE_POINTS, se
     return resolution
 
 
+def lattice_inference(inference: str, latent_dim: int) -> bool:
+    """Whether the abundances come from the lattice: always for 'lattice', for 'auto' when K <= 5."""
+    if inference == "auto":
+        return lattice_size(latent_dim, MIN_RESOLUTION) <= MAX_LATTICE_POINTS
+    return inference == "lattice"
+
+
 def simplex_lattice(latent_dim: int, resolution: int, *, device: torch.device | str | None = None,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(points, K): z = (n + 1/K) / (resolution + 1) for every n of K non-negative integers summing to

@@ -206,15 +206,16 @@ class VariationalSimplexModule(nn.Module):
     @torch.no_grad()
     def posterior_on_lattice(self, x: torch.Tensor, lattice: torch.Tensor, means: torch.Tensor) -> dict[str, torch.Tensor]:
         """The estimates of `posterior`, with the abundances the exact posterior mean on a simplex lattice
-        (nisca.models.lattice) instead of a Monte Carlo average and the point estimate the lattice's posterior
-        mode instead of softmax([mu, 0]); `means` = lattice_means(lattice)."""
+        (nisca.models.lattice) instead of a Monte Carlo average; `means` = lattice_means(lattice)."""
         log_prior = None
         if self.learn_prior:
             alpha = self.concentration().double()
             log_prior = ((alpha - 1.0) * torch.log(lattice.double())).sum(-1)
         posterior = lattice_posterior(x, means, self.noise_variance(), lattice, log_prior)
         mean = posterior["mean"].float()
-        return self._estimates(mean / mean.sum(-1, keepdim=True), posterior["mode"].float())
+        # softmax([mu, 0]) where an encoder was trained; under objective 'lattice' the lattice's mode
+        mode = posterior["mode"].float() if self.objective == "lattice" else additive_logistic(self.encode(x)[0]).float()
+        return self._estimates(mean / mean.sum(-1, keepdim=True), mode)
 
     def _estimates(self, mean: torch.Tensor, mode: torch.Tensor) -> dict[str, torch.Tensor]:
         """The posterior-mean abundances with a point estimate (softmax([mu, 0]), or the lattice's

@@ -23,7 +23,7 @@ from nisca.data.scene import Scene
 from nisca.errors import ConfigError
 from nisca.fit import FitContext, MethodOutput
 from nisca.identifiability import warn_if_unidentifiable
-from nisca.models.lattice import default_resolution, simplex_lattice
+from nisca.models.lattice import default_resolution, lattice_inference, simplex_lattice
 from nisca.models.noise import subspace_noise_variance
 from nisca.models.training import SceneDataModule, SimplexTrainingPlan, VariationalConfig, build_trainer
 
@@ -112,14 +112,15 @@ def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) 
     module = plan.module.eval()
     device = next(module.parameters()).device
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    if config.inference == "lattice":
+    on_lattice = lattice_inference(config.inference, module.latent_dim)
+    if on_lattice:
         lattice = simplex_lattice(module.latent_dim, default_resolution(module.latent_dim), device=device)
         lattice_means = module.lattice_means(lattice)
     parts: dict[str, list[np.ndarray]] = {}
     low = high = None
     for start in range(0, len(x), config.inference_batch_size):
         chunk = torch.as_tensor(x[start : start + config.inference_batch_size], device=device)
-        if config.inference == "lattice":
+        if on_lattice:
             out = module.posterior_on_lattice(chunk, lattice, lattice_means)
         else:
             out = module.posterior(chunk, config.inference_samples, generator=generator)

@@ -1,4 +1,5 @@
-"""The exact posterior on a simplex lattice (`inference: lattice`): the lattice, its limits, its answer."""
+"""The exact posterior on a simplex lattice (`inference`, `objective: lattice`): the lattice, its limits,
+its answers."""
 
 from __future__ import annotations
 
@@ -68,17 +69,32 @@ def test_a_fit_with_lattice_inference_scores_at_least_as_well_as_sampling(tmp_pa
     by more than noise (on this scene it wins, 9.7e-3 against 1.02e-2)."""
     scene = simulate_pnl(3, 3, 600, 25.0, nonlinearity="thesis", seed=4, noise_reference="channel")
     settings = {"max_epochs": 20, "patience": 20, "seed": 4}
-    sampled = fit("nisca", scene, settings, workdir=tmp_path / "s", progress_bar=False)
+    sampled = fit("nisca", scene, {**settings, "inference": "sampling"}, workdir=tmp_path / "s", progress_bar=False)
     exact = fit("nisca", scene, {**settings, "inference": "lattice"}, workdir=tmp_path / "l", progress_bar=False)
     np.testing.assert_allclose(exact.abundances.sum(1), 1.0, atol=1e-5)
     assert exact.metrics["val_loss"] == pytest.approx(sampled.metrics["val_loss"])
     assert exact.metrics["abundance_mse"] <= 1.02 * sampled.metrics["abundance_mse"]
 
 
-def test_lattice_inference_beyond_k5_is_refused_before_training():
+def test_lattice_inference_beyond_k5_is_refused_before_training_and_auto_falls_back_to_sampling(tmp_path):
     scene = simulate_pnl(8, 6, 200, 30.0, nonlinearity="linear", seed=0)
     with pytest.raises(ConfigError, match="use inference 'sampling'"):
         fit("nisca", scene, {"inference": "lattice", "max_epochs": 1})
+    with pytest.raises(ConfigError, match="use objective 'iwae'"):
+        fit("nisca", scene, {"objective": "lattice", "max_epochs": 1})
+    result = fit("nisca", scene, {"max_epochs": 1}, workdir=tmp_path, progress_bar=False)  # inference 'auto'
+    assert result.abundances.shape == (200, 6)
+
+
+def test_the_default_readout_is_the_lattice_up_to_k5_and_keeps_softmax_mu_as_the_point_estimate(tmp_path):
+    scene = simulate_pnl(4, 3, 300, 25.0, nonlinearity="thesis", seed=1, noise_reference="channel")
+    settings = {"max_epochs": 3, "seed": 1}
+    default = fit("nisca", scene, settings, workdir=tmp_path / "a", progress_bar=False)
+    lattice = fit("nisca", scene, {**settings, "inference": "lattice"}, workdir=tmp_path / "l", progress_bar=False)
+    sampled = fit("nisca", scene, {**settings, "inference": "sampling"}, workdir=tmp_path / "s", progress_bar=False)
+    np.testing.assert_array_equal(default.abundances, lattice.abundances)
+    assert np.abs(default.abundances - sampled.abundances).max() > 1e-4
+    np.testing.assert_allclose(lattice.extras["abundances_mode"], sampled.extras["abundances_mode"], atol=1e-6)
 
 
 def test_the_lattice_log_likelihood_is_the_marginal_likelihood():
@@ -101,14 +117,14 @@ def test_exact_likelihood_training_recovers_a_pnl_scene(tmp_path):
     """`objective: lattice` (A, f and s2 by exact maximum likelihood) on the six-channel scene of the
     recovery test: it reaches 7.1e-4 where the IWAE default reaches 1.7e-3 and one epoch of it 2.1e-3."""
     scene = simulate_pnl(6, 3, 1000, 30.0, nonlinearity="random_monotone", seed=0)
-    result = fit("nisca", scene, {"max_epochs": 15, "patience": 15, "objective": "lattice", "inference": "lattice"},
+    result = fit("nisca", scene, {"max_epochs": 15, "patience": 15, "objective": "lattice"},
                  workdir=tmp_path, progress_bar=False)
     assert result.metrics["abundance_mse"] < 1.2e-3
     assert np.isfinite(result.metrics["val_loss"])
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"objective": "lattice"}, "needs inference 'lattice'"),
+    ({"objective": "lattice", "inference": "sampling"}, "needs inference 'lattice' or 'auto'"),
     ({"objective": "lattice", "inference": "lattice", "prior": "learn"}, "flat prior only"),
 ])
 def test_exact_likelihood_training_refuses_what_it_cannot_do(settings, message):
