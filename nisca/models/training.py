@@ -56,8 +56,9 @@ class VariationalConfig(BaseConfig):
       on held-out pixels: compare val_loss only between runs with the same objective and R. 'lattice'
       (K <= 5): A, f and s2 by exact maximum likelihood, z integrated out over a lattice of up to 12,000
       points on the simplex at every step (nisca.models.lattice); no encoder is trained, so the
-      abundances come from the lattice (`inference` 'auto' or 'lattice'). On the thesis scenes it gets closer to the true decoder's likelihood than the
-      bounds do (docs/results.md, A5); each step decodes the whole lattice, so it is slow for many channels.
+      abundances come from the lattice (`inference` 'auto' or 'lattice'). On the 30 dB thesis cell it
+      wins three seeds of five (up to 4x) and loses one by 9x (docs/results.md, A5); each step decodes
+      the whole lattice, so it is 5-10x slower per epoch on N = 3 and slow for many channels.
     inference_samples: samples for the posterior-mean abundances.
     inference: how the abundances are computed from the trained model. 'lattice': the exact posterior
       mean under the trained decoder, by summing over a lattice of up to 50,000 points on the simplex
