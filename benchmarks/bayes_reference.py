@@ -3,7 +3,7 @@
 For every cell of the thesis benchmark (studies/thesis_tables.py: N = K = 3, 3000 pixels, the 'thesis'
 generator for nonlinear data and 'linear' for linear data, seeds 0-4, --noise-reference as there) this
 computes, without any training, the exact posterior p(z | x) ∝ N(x; f(A z), diag(s2_n)) under the flat
-Dirichlet(1) prior, on an even lattice over the simplex (nisca.models.lattice, 1/200 steps), and scores
+Dirichlet(1) prior, on an even lattice over the simplex (nisca.models.lattice, 49,770 points), and scores
 
     posterior mean   the Bayes estimate for the abundance MSE: no method can have a lower expected MSE
     posterior mode   the lattice point of largest posterior (maximum likelihood under the true decoder)
@@ -13,7 +13,8 @@ distance, and R^2 of the estimated linear mixture A z_hat against the true A z).
 f from the data alone can match these figures only by recovering the truth; a published figure below the
 posterior mean's MSE cannot have come from this data. This is a reference, not a method: it uses the truth.
 
---fit also trains NISCA (its defaults, plus --set KEY=VALUE) on every scene and reports, per seed, the
+--fit also trains NISCA (its defaults with the sampling readout, plus --set KEY=VALUE) on every scene and
+reports, per seed, the
 exact log-likelihood log p(x) per pixel (the lattice average of the likelihood, data units) of the true
 decoder and of the learned one, and the learned decoder's own exact posterior mean: if the truth has the
 higher likelihood, the training stopped short of the maximum-likelihood decoder.
@@ -76,7 +77,8 @@ def score_learned(scene: Scene, seed: int, overrides: dict[str, object], lattice
     from nisca import fit
     from nisca.models.nisca import load_checkpoint
 
-    result = fit("nisca", scene, {"seed": seed, **overrides}, progress_bar=False)
+    # the fit's own readout is the encoder's sampling one unless --set inference=... says otherwise
+    result = fit("nisca", scene, {"seed": seed, "inference": "sampling", **overrides}, progress_bar=False)
     module = load_checkpoint(result.checkpoint_path).module
     scale, offset = module.scale.double(), module.offset.double()
     means = module.lattice_means(lattice).double() * scale + offset
