@@ -14,10 +14,9 @@ f from the data alone can match these figures only by recovering the truth; a pu
 posterior mean's MSE cannot have come from this data. This is a reference, not a method: it uses the truth.
 
 --fit also trains NISCA (its defaults with the sampling readout, plus --set KEY=VALUE) on every scene and
-reports, per seed, the
-exact log-likelihood log p(x) per pixel (the lattice average of the likelihood, data units) of the true
-decoder and of the learned one, and the learned decoder's own exact posterior mean: if the truth has the
-higher likelihood, the training stopped short of the maximum-likelihood decoder.
+reports, per seed, the exact log-likelihood log p(x) per pixel (the lattice average of the likelihood, data
+units) of the true decoder and of the learned one, and the learned decoder's own exact posterior mean: if
+the truth has the higher likelihood, the training stopped short of the maximum-likelihood decoder.
 
     python benchmarks/bayes_reference.py [--seeds 0 1 2 3 4] [--samples 3000] [--noise-reference channel]
                                          [--snrs 10 20 30] [--data linear thesis] [--fit [--set KEY=VALUE]]
