@@ -4,8 +4,9 @@ With K <= 5 the simplex is low-dimensional enough to integrate over directly. Ev
 the same prior mass under the flat Dirichlet(1) prior (or its Dirichlet(alpha) density, when learned), so
 the posterior given x is a softmax over the lattice of log p(x | g) + log p(g), and the posterior mean is
 that softmax's average of g. This is the Bayes estimate under the trained decoder, free of the encoder's
-approximation (the amortisation gap) and of Monte Carlo noise; `inference: lattice` uses it for the
-abundances (nisca.models.training.VariationalConfig).
+approximation (the amortisation gap) and of Monte Carlo noise: the abundances' default readout for
+K <= 5 (`inference: auto`). The same sum gives the exact marginal likelihood log p(x), which
+`objective: lattice` maximises in training (nisca.models.training.VariationalConfig).
 """
 
 from __future__ import annotations
