@@ -72,7 +72,7 @@ def lattice_posterior(x: torch.Tensor, means: torch.Tensor, noise_variance: torc
     or None for a flat prior."""
     lattice = lattice.double()
     posterior_mean, posterior_mode = [], []
-    for log_likelihood in _log_likelihoods(x, means, noise_variance):
+    for log_likelihood in pairwise_log_likelihoods(x, means, noise_variance):
         scores = log_likelihood if log_prior is None else log_likelihood + log_prior.double()
         posterior_mean.append(torch.softmax(scores, dim=1) @ lattice)
         posterior_mode.append(lattice[scores.argmax(1)])
@@ -86,11 +86,11 @@ def lattice_log_likelihood(x: torch.Tensor, means: torch.Tensor, noise_variance:
     the exact marginal likelihood that the variational bounds approximate from below, and the training
     loss of `objective: lattice` (differentiable; float32 there, on a coarser lattice)."""
     return torch.cat([torch.logsumexp(log_likelihood, dim=1) - math.log(len(means))
-                      for log_likelihood in _log_likelihoods(x, means, noise_variance, dtype)])
+                      for log_likelihood in pairwise_log_likelihoods(x, means, noise_variance, dtype)])
 
 
-def _log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor,
-                     dtype: torch.dtype = torch.float64) -> Iterator[torch.Tensor]:
+def pairwise_log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor,
+                             dtype: torch.dtype = torch.float64) -> Iterator[torch.Tensor]:
     """log N(x_i; mean_g, diag(noise_variance)) for a chunk of pixels i and every lattice point g, chunk by
     chunk so that memory stays at PAIR_BUDGET values. In float64 by default: at high SNR the values are
     large and differ by a few units."""
