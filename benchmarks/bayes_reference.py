@@ -79,9 +79,7 @@ def score_learned(scene: Scene, seed: int, overrides: dict[str, object], lattice
     # the fit's own readout is the encoder's sampling one unless --set inference=... says otherwise
     result = fit("nisca", scene, {"seed": seed, "inference": "sampling", **overrides}, progress_bar=False)
     module = load_checkpoint(result.checkpoint_path).module
-    scale, offset = module.scale.double(), module.offset.double()
-    means = module.lattice_means(lattice).double() * scale + offset
-    noise = module.noise_variance().detach().double() * scale**2
+    means, noise = module.lattice_means_in_data_units(lattice)
     x = torch.as_tensor(scene.Y, dtype=torch.float64)
     z = lattice_posterior(x, means, noise, lattice)["mean"]
     with torch.no_grad():

@@ -28,7 +28,7 @@ from nisca import fit
 from nisca.baselines.fcls import fcls
 from nisca.data import io
 from nisca.data.scene import Scene
-from nisca.metrics import abundance_errors, match_components
+from nisca.metrics import score
 from nisca.models.lattice import default_resolution, lattice_log_likelihood, simplex_lattice
 from nisca.models.nisca import load_checkpoint
 
@@ -47,16 +47,12 @@ def linear_log_likelihood(scene: Scene, lattice: torch.Tensor, endmembers: np.nd
 
 def learned_log_likelihood(scene: Scene, lattice: torch.Tensor, checkpoint: str) -> float:
     """Mean log p(x) under a trained NISCA / VASCA decoder, in data units."""
-    module = load_checkpoint(checkpoint).module
-    scale, offset = module.scale.double(), module.offset.double()
-    means = module.lattice_means(lattice).double() * scale + offset
-    noise = module.noise_variance().detach().double() * scale**2
+    means, noise = load_checkpoint(checkpoint).module.lattice_means_in_data_units(lattice)
     return float(lattice_log_likelihood(torch.as_tensor(scene.Y, dtype=torch.float64), means, noise).mean())
 
 
 def armse_pct(scene: Scene, abundances: np.ndarray) -> float:
-    truth = scene.truth.abundances
-    return 100 * abundance_errors(truth, abundances, match_components(truth, abundances))["abundance_rmse"]
+    return 100 * score(scene, abundances=abundances)["abundance_rmse"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def default_resolution(latent_dim: int, max_points: int = MAX_LATTICE_POINTS, se
     """The finest resolution whose lattice has at most `max_points` points; an error naming `setting` when
     that is coarser than MIN_RESOLUTION (K >= 6), where sampling is the way to the posterior."""
     resolution = MIN_RESOLUTION
-    if lattice_size(latent_dim, resolution) > max_points:
+    if not lattice_fits(latent_dim, max_points):
         other = "inference 'sampling'" if setting == "inference" else "objective 'iwae'"
         raise ConfigError(
             f"{setting} 'lattice' covers the simplex with at most {max_points:,} points, too few for K = "
@@ -45,10 +45,15 @@ def default_resolution(latent_dim: int, max_points: int = MAX_LATTICE_POINTS, se
     return resolution
 
 
+def lattice_fits(latent_dim: int, max_points: int = MAX_LATTICE_POINTS) -> bool:
+    """Whether a lattice of at least MIN_RESOLUTION steps fits in `max_points` (K <= 5 for the defaults)."""
+    return lattice_size(latent_dim, MIN_RESOLUTION) <= max_points
+
+
 def lattice_inference(inference: str, latent_dim: int) -> bool:
     """Whether the abundances come from the lattice: always for 'lattice', for 'auto' when K <= 5."""
     if inference == "auto":
-        return lattice_size(latent_dim, MIN_RESOLUTION) <= MAX_LATTICE_POINTS
+        return lattice_fits(latent_dim)
     return inference == "lattice"
 
 

@@ -207,6 +207,13 @@ class VariationalSimplexModule(nn.Module):
         return torch.cat([self.decode(lattice[i : i + step].float()).float() for i in range(0, len(lattice), step)])
 
     @torch.no_grad()
+    def lattice_means_in_data_units(self, lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(A g) for every lattice point, s2 per channel), both unscaled to the data's units (float64),
+        so that log-likelihoods compare across decoders and with linear models fitted to the raw data."""
+        scale, offset = self.scale.double(), self.offset.double()
+        return self.lattice_means(lattice).double() * scale + offset, self.noise_variance().double() * scale**2
+
+    @torch.no_grad()
     def posterior_on_lattice(self, x: torch.Tensor, lattice: torch.Tensor, means: torch.Tensor) -> dict[str, torch.Tensor]:
         """The estimates of `posterior`, with the abundances the exact posterior mean on a simplex lattice
         (nisca.models.lattice) instead of a Monte Carlo average; `means` = lattice_means(lattice)."""
