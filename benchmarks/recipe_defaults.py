@@ -22,6 +22,8 @@ Recipes (settings over NiscaConfig's defaults):
     long           a longer budget: patience 100, at most 1000 epochs (a recipe's own max_epochs beats
                    --max-epochs)
     lattice        the default training, abundances read out as the exact posterior mean (`inference: lattice`)
+    refine         the default, then up to 300 epochs of exact maximum-likelihood training of the decoder
+                   (`refine_epochs: 300`)
 Scenes (simulate_pnl, 2000 pixels by default): thesis N=K=3 (noise from the total power, and at the SNR
 of every channel) and linear N=K=3 at 20 dB, random_monotone
 N=16 K=4 at 20 dB, original N=6 K=4 at 20 dB. Reports the abundance MSE and R^2 of each fit (selected on
@@ -60,6 +62,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "monotone-tanh": {"monotone": True, "monotone_units": "tanh"},  # the monotone form before the fifth session
     "long": {"patience": 100, "max_epochs": 1000},
     "lattice": {"inference": "lattice"},
+    "refine": {"refine_epochs": 300},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),

@@ -259,8 +259,11 @@ class ChannelwiseMLP(nn.Module):
         if self.tanh_units:
             raise ValueError("piecewise_forward needs ReLU units; this monotone layer has tanh units")
         weight_in, weight_out = self.effective_weights()
+        hint = self._knot_order
+        if hint is not None and hint.is_inference() and not torch.is_inference_mode_enabled():
+            hint = None  # sorted under torch.inference_mode (e.g. trainer.validate): autograd cannot save it
         out, self._knot_order = PiecewiseLinearReLU.apply(y, weight_in, self.bias_in, weight_out,
-                                                          self.bias_out, self._knot_order)
+                                                          self.bias_out, hint)
         return self._with_slope(out, y)
 
     def dense_forward(self, y: torch.Tensor) -> torch.Tensor:

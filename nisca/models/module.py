@@ -86,17 +86,23 @@ class VariationalSimplexModule(nn.Module):
             self.log_noise_variance = nn.Parameter(start)
         else:
             self.register_buffer("fixed_noise_variance", variance)
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-        self.objective = objective
-        if objective == "lattice":  # recomputed from K, so not stored in checkpoints
-            resolution = default_resolution(K, TRAINING_LATTICE_POINTS, setting="objective")
-            self.register_buffer("training_lattice", simplex_lattice(K, resolution), persistent=False)
+        self.set_objective(objective)
         self.learn_prior = bool(learn_prior)
         if self.learn_prior:  # log alpha, one per component; alpha = 1 (flat) at the start
             self.log_concentration = nn.Parameter(torch.zeros(K))
         self.register_buffer("offset", torch.zeros(N) if offset is None else torch.as_tensor(offset).float())
         self.register_buffer("scale", torch.ones(N) if scale is None else torch.as_tensor(scale).float())
+
+    def set_objective(self, objective: str) -> None:
+        """Train on `objective` from now on: the constructor's choice, or 'lattice' for the exact
+        maximum-likelihood refinement that follows an IWAE training (`refine_epochs`)."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
+        if objective == "lattice" and not hasattr(self, "training_lattice"):  # from K: not in checkpoints
+            resolution = default_resolution(self.latent_dim, TRAINING_LATTICE_POINTS, setting="objective")
+            lattice = simplex_lattice(self.latent_dim, resolution, device=self.mixing.weight.device)
+            self.register_buffer("training_lattice", lattice, persistent=False)
 
     # -- the model ------------------------------------------------------------------------------------
     def noise_variance(self) -> torch.Tensor:

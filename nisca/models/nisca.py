@@ -8,6 +8,7 @@ endmembers (`purest_pixel_endmembers`). VASCA reuses `run_variational` with f = 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -153,12 +154,19 @@ def purest_pixel_endmembers(Y: np.ndarray, abundances: np.ndarray, n_pixels: int
 
 @dataclasses.dataclass
 class _Training:
-    """One finished training: the plan at its best checkpoint, that checkpoint, and the epochs run."""
+    """One finished training: the plan at its best state, that state's validation loss and checkpoint
+    file, and the epochs run."""
 
     plan: SimplexTrainingPlan
-    checkpoint: ModelCheckpoint
+    score: float
+    path: str | None
     epochs: int
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _finished(plan: SimplexTrainingPlan, checkpoint: ModelCheckpoint, epochs: int,
+              metrics: dict[str, float] | None = None) -> _Training:
+    return _Training(plan, _score(checkpoint), _best_path(checkpoint) or None, epochs, metrics or {})
 
 
 def _fit_phase(plan: SimplexTrainingPlan, data: SceneDataModule, config: VariationalConfig, context: FitContext,
@@ -188,7 +196,8 @@ def _train_once(
 ) -> _Training:
     """One training run from the start drawn with `init_seed` (network weights, VCA's directions); the
     validation split and the batch order always follow `config.seed`, so runs are compared on the same
-    held-out pixels. With `linear_first`, a linear phase (g = 0, frozen) precedes the nonlinear one."""
+    held-out pixels. With `linear_first`, a linear phase (g = 0, frozen) precedes the nonlinear one; with
+    `refine_epochs`, an exact maximum-likelihood phase follows."""
     L.seed_everything(init_seed, verbose=False)
     plan = SimplexTrainingPlan(config_to_dict(config), Y.shape[1], (s2 / scale**2).tolist())
     plan.module.offset.copy_(torch.as_tensor(offset))
@@ -197,10 +206,19 @@ def _train_once(
     with torch.no_grad():
         plan.module.mixing.weight.copy_(torch.as_tensor(_initial_mixing(Y, start, offset, scale)))
     data = SceneDataModule(x, config.batch_size, config.val_fraction, config.seed, config.num_workers)
-    if not getattr(config, "linear_first", False):
+    if getattr(config, "linear_first", False):
+        training = _linear_then_nonlinear(plan, data, config, context, workdir)
+    else:
         checkpoint, epochs = _fit_phase(plan, data, config, context, workdir, context.resume_from)
-        return _Training(plan, checkpoint, epochs)
+        training = _finished(plan, checkpoint, epochs)
+    if config.refine_epochs > 0:
+        training = _refine(training, data, config, context, workdir / "refine")
+    return training
 
+
+def _linear_then_nonlinear(plan: SimplexTrainingPlan, data: SceneDataModule, config: VariationalConfig,
+                           context: FitContext, workdir: Path) -> _Training:
+    """`linear_first`: f frozen at the identity until early stopping, then free; the better phase kept."""
     nonlinearity = plan.module.nonlinearity
     with torch.no_grad():  # f(y) = y + g(y) with g = 0: the identity, so this phase is VASCA
         nonlinearity.weight_out.zero_()
@@ -217,7 +235,30 @@ def _train_once(
     if not keep_nonlinear:
         _load_best(plan, linear)
         checkpoint = linear
-    return _Training(plan, checkpoint, linear_epochs + epochs, metrics)
+    return _finished(plan, checkpoint, linear_epochs + epochs, metrics)
+
+
+def _refine(training: _Training, data: SceneDataModule, config: VariationalConfig, context: FitContext,
+            workdir: Path) -> _Training:
+    """`refine_epochs`: go on from the trained model by exact maximum likelihood (objective 'lattice':
+    A, f and s2; z summed out on the lattice), because the IWAE training stops short of the likelihood's
+    maximum (docs/results.md, A5). Kept only if the exact held-out NLL drops; either way the returned
+    score is that exact NLL, so restarts are compared on it."""
+    plan = training.plan
+    plan.module.set_objective("lattice")
+    trainer, checkpoint = build_trainer(dataclasses.replace(config, max_epochs=config.refine_epochs),
+                                        plan.module.n_channels, workdir, context.callbacks, context.progress_bar)
+    before = float(trainer.validate(plan, datamodule=data, verbose=False)[0]["val_loss"])
+    start = copy.deepcopy(plan.state_dict())
+    trainer.fit(plan, datamodule=data)
+    _load_best(plan, checkpoint)
+    after = _score(checkpoint)
+    metrics = {**training.metrics, "val_loss_before_refine": before, "val_loss_refined": after,
+               "epochs_refine": float(trainer.current_epoch), "refinement_kept": float(after < before)}
+    if after < before:
+        return _finished(plan, checkpoint, training.epochs + trainer.current_epoch, metrics)
+    plan.load_state_dict(start)
+    return _Training(plan, before, training.path, training.epochs + trainer.current_epoch, metrics)
 
 
 def _score(checkpoint: ModelCheckpoint) -> float:
@@ -246,21 +287,20 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
     for restart in range(config.restarts):
         folder = workdir if config.restarts == 1 else workdir / f"start-{restart}"
         runs.append(_train_once(Y, x, config, context, s2, offset, scale, config.seed + restart, folder))
-    chosen = min(range(len(runs)), key=lambda i: _score(runs[i].checkpoint))
-    plan, checkpoint = runs[chosen].plan, runs[chosen].checkpoint
-    best = _best_path(checkpoint)
+    chosen = min(range(len(runs)), key=lambda i: runs[i].score)
+    plan, best = runs[chosen].plan, runs[chosen].path
 
     estimates = _infer(plan, x, config)
     noise = plan.module.noise_variance().detach().cpu().numpy() * scale**2
     metrics = {
-        "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan"),
+        "val_loss": runs[chosen].score if np.isfinite(runs[chosen].score) else float("nan"),
         "noise_variance": float(np.mean(noise)),
         "epochs": float(runs[chosen].epochs),
         **runs[chosen].metrics,
     }
     if config.restarts > 1:
         metrics["restart_chosen"] = float(chosen)
-        metrics["val_loss_worst_restart"] = max(_score(run.checkpoint) for run in runs)
+        metrics["val_loss_worst_restart"] = max(run.score for run in runs)
     if plan.module.learn_prior:  # the learned Dirichlet concentration, mean over components (below 1: sparse)
         metrics["prior_concentration"] = float(plan.module.concentration().detach().mean())
     nonlinear = isinstance(config, NiscaConfig)
@@ -272,7 +312,7 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
         curves={"inputs": estimates["curve_inputs"], "outputs": estimates["curve_outputs"]} if nonlinear else None,
         metrics=metrics,
         epochs=runs[chosen].epochs,
-        checkpoint_path=str(best) if best else None,
+        checkpoint_path=best,
         extras={"abundances_mode": estimates["abundances_mode"],
                 "endmembers_purest": purest_pixel_endmembers(Y, estimates["abundances"]).astype(np.float32)},
     )

@@ -23,7 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from nisca.config import BaseConfig
 from nisca.errors import ConfigError, TrainingDivergedError
-from nisca.models.lattice import default_resolution
+from nisca.models.lattice import TRAINING_LATTICE_POINTS, default_resolution, lattice_fits
 from nisca.models.layers import ChannelwiseMLP, SharedChannelNonlinearity
 from nisca.models.module import VariationalSimplexModule
 
@@ -59,6 +59,11 @@ class VariationalConfig(BaseConfig):
       abundances come from the lattice (`inference` 'auto' or 'lattice'). On the 30 dB thesis cell it
       wins three seeds of five (up to 4x) and loses one by 9x (docs/results.md, A5); each step decodes
       the whole lattice, so it is 5-10x slower per epoch on N = 3 and slow for many channels.
+    refine_epochs: after the training above, up to this many epochs of exact maximum-likelihood training
+      of the decoder (A, f, s2) from where it stopped, z integrated out on the lattice as under
+      objective 'lattice' (K <= 5, flat prior; the encoder is not trained further, so the abundances come
+      from the lattice). The refined model is kept only if it lowers the exact held-out negative
+      log-likelihood, and val_loss is then that exact NLL. 0 (the default): no refinement.
     inference_samples: samples for the posterior-mean abundances.
     inference: how the abundances are computed from the trained model. 'lattice': the exact posterior
       mean under the trained decoder, by summing over a lattice of up to 50,000 points on the simplex
@@ -92,6 +97,7 @@ class VariationalConfig(BaseConfig):
     encoder_hidden: tuple[int, ...] = (128, 128)
     mc_samples: int = 8
     objective: Literal["elbo", "iwae", "lattice"] = "iwae"
+    refine_epochs: int = 0
     inference_samples: int = 64
     inference: Literal["auto", "sampling", "lattice"] = "auto"
     noise: Literal["learn", "learn-channel", "learn-shared", "estimate", "given"] = "learn"
@@ -127,6 +133,7 @@ class VariationalConfig(BaseConfig):
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.vca_restarts >= 1, "vca_restarts must be >= 1"),
             (self.restarts >= 1, "restarts must be >= 1"),
+            (self.refine_epochs >= 0, "refine_epochs must be >= 0"),
             (all(h >= 1 for h in self.encoder_hidden), "encoder_hidden sizes must be >= 1"),
             (self.noise != "given" or (self.noise_variance is not None and self.noise_variance > 0),
              "noise='given' needs noise_variance > 0 (in the data's units)"),
@@ -140,8 +147,24 @@ class VariationalConfig(BaseConfig):
                               "inference 'lattice' or 'auto' (the abundances from the exact posterior)")
         if self.objective == "lattice" and self.prior != "flat":
             raise ConfigError(f"{type(self).__name__}: objective 'lattice' supports the flat prior only")
+        if self.refine_epochs > 0:
+            self._check_refinement()
         if self.inference == "lattice" and self.latent_dim is not None:
             default_resolution(self.latent_dim)  # K <= 5, or a clear error now rather than after training
+
+    def _check_refinement(self) -> None:
+        name = type(self).__name__
+        if self.objective == "lattice":
+            raise ConfigError(f"{name}: refine_epochs refines an 'iwae' or 'elbo' training by exact maximum "
+                              "likelihood; objective 'lattice' already trains that way (set refine_epochs = 0)")
+        if self.inference == "sampling":
+            raise ConfigError(f"{name}: refine_epochs changes the decoder after the encoder's training, so the "
+                              "abundances must come from the lattice: inference 'auto' or 'lattice'")
+        if self.prior != "flat":
+            raise ConfigError(f"{name}: refine_epochs supports the flat prior only")
+        if self.latent_dim is not None and not lattice_fits(self.latent_dim, TRAINING_LATTICE_POINTS):
+            raise ConfigError(f"{name}: refine_epochs integrates z out on a simplex lattice, which works up to "
+                              f"K = 5 (latent_dim is {self.latent_dim}); set refine_epochs = 0")
 
 
 # -- data -----------------------------------------------------------------------------------------------

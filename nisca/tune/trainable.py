@@ -7,7 +7,8 @@ FitResult metrics (truth metrics too when the scene has a matching truth; they a
 selection unless the study says so), `reconstruction_rmse` (computed from Y alone: the blind metric
 every method reports, so methods of both families can be compared without ground truth), and the
 completion marker `completed=1` with `epochs` and `epoch_budget`. The final checkpoint holds the
-estimates (abundances.npy, endmembers.npy, curves.npz), metrics.json, config.json and the model.
+estimates (abundances.npy, endmembers.npy, curves.npz, and abundances_mode.npy and endmembers_purest.npy
+where the method has them), metrics.json, config.json and the model.
 
 Scenes arrive through `tune.with_parameters` (Ray's object store), never inside the config.
 """
@@ -172,6 +173,8 @@ def write_final_checkpoint(folder: Path, result: Any, Y: np.ndarray) -> None:
     np.save(folder / "abundances.npy", np.asarray(result.abundances, dtype=np.float32))
     if result.endmembers is not None:
         np.save(folder / "endmembers.npy", np.asarray(result.endmembers, dtype=np.float32))
+    for name, array in result.extras.items():  # abundances_mode, endmembers_purest: as `nisca fit` writes them
+        np.save(folder / f"{name}.npy", np.asarray(array, dtype=np.float32))
     if result.curves:
         np.savez_compressed(folder / "curves.npz", **{k: np.asarray(v) for k, v in result.curves.items()})
     (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=float))

@@ -144,9 +144,10 @@ def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> 
     if "restarts" in values:
         raise ConfigError(f"{where}: 'restarts' is for single fits (a trial reports one training); "
                           "list more `seeds` in the study instead")
-    if "linear_first" in values:
-        raise ConfigError(f"{where}: 'linear_first' is for single fits (its two trainings cannot resume "
-                          "a trial from one checkpoint)")
+    for name in ("linear_first", "refine_epochs"):
+        if name in values:
+            raise ConfigError(f"{where}: {name!r} is for single fits (its two trainings cannot resume "
+                              "a trial from one checkpoint)")
     objective = values.get("objective", getattr(config_cls, "objective", None))  # the config's default if unset
     bound_changes = "objective" in searches or ("mc_samples" in searches and objective == "iwae")
     if bound_changes and spec.metric.startswith("val_"):
