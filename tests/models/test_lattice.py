@@ -10,6 +10,7 @@ import torch
 from nisca import fit
 from nisca.data.synthetic import simulate_pnl
 from nisca.errors import ConfigError
+from nisca.models.nisca import load_checkpoint
 from nisca.models.lattice import (
     MAX_LATTICE_POINTS,
     default_resolution,
@@ -165,3 +166,4 @@ def test_the_likelihood_refinement_climbs_from_the_trained_model_and_lowers_the_
     assert metrics["abundance_mse"] < 1e-3
     np.testing.assert_allclose(result.abundances.sum(1), 1.0, atol=1e-5)
     assert result.checkpoint_path is not None and "refine" in result.checkpoint_path
+    assert load_checkpoint(result.checkpoint_path).module.objective == "lattice"  # reloads as what it is

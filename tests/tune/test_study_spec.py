@@ -41,6 +41,8 @@ def spec(**changes) -> StudySpec:
          ["restarts", "seeds"]),
         ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "linear_first": True}}}, ConfigError,
          ["linear_first", "single fits"]),
+        ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "refine_epochs": 50}}}, ConfigError,
+         ["refine_epochs", "single fits"]),
         ({"methods": {"nisca": {"objective": tune.choice(["elbo", "iwae"]), "mc_samples": 4}}}, ConfigError,
          ["'objective'", "val_loss", "different bounds"]),
         ({"methods": {"nisca": {"mc_samples": tune.choice([2, 8])}}}, ConfigError,
