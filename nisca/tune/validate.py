@@ -145,7 +145,7 @@ def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> 
         raise ConfigError(f"{where}: 'restarts' is for single fits (a trial reports one training); "
                           "list more `seeds` in the study instead")
     for name in ("linear_first", "refine_epochs"):
-        if name in values:
+        if name in searches or values.get(name):  # switched on or searched (refine_epochs: 0 is fine)
             raise ConfigError(f"{where}: {name!r} is for single fits (its two trainings cannot resume "
                               "a trial from one checkpoint)")
     objective = values.get("objective", getattr(config_cls, "objective", None))  # the config's default if unset

@@ -43,6 +43,8 @@ def spec(**changes) -> StudySpec:
          ["linear_first", "single fits"]),
         ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "refine_epochs": 50}}}, ConfigError,
          ["refine_epochs", "single fits"]),
+        ({"methods": {"nisca": {"refine_epochs": tune.choice([0, 50])}}}, ConfigError,
+         ["refine_epochs", "single fits"]),
         ({"methods": {"nisca": {"objective": tune.choice(["elbo", "iwae"]), "mc_samples": 4}}}, ConfigError,
          ["'objective'", "val_loss", "different bounds"]),
         ({"methods": {"nisca": {"mc_samples": tune.choice([2, 8])}}}, ConfigError,
@@ -68,6 +70,11 @@ def test_bad_spec_never_starts_ray_nor_writes_the_experiment(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="unknown hyperparameter"):
         run_study(spec(methods={"nisca": {"hidden": tune.choice([8, 16])}}), storage=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_single_fit_options_switched_off_are_accepted_in_a_study():
+    check_study(spec(methods={"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "refine_epochs": 0,
+                                        "linear_first": False}}))
 
 
 def test_define_by_run_space_is_checked_against_the_config():
