@@ -246,7 +246,7 @@ def _refine(training: _Training, data: SceneDataModule, config: VariationalConfi
     score is that exact NLL, so restarts are compared on it."""
     plan = training.plan
     first_objective = plan.config["objective"]
-    _switch_objective(plan, "lattice")
+    plan.set_objective("lattice")
     trainer, checkpoint = build_trainer(dataclasses.replace(config, max_epochs=config.refine_epochs),
                                         plan.module.n_channels, workdir, context.callbacks, context.progress_bar)
     before = float(trainer.validate(plan, datamodule=data, verbose=False)[0]["val_loss"])
@@ -259,15 +259,8 @@ def _refine(training: _Training, data: SceneDataModule, config: VariationalConfi
     if after < before:
         return _finished(plan, checkpoint, training.epochs + trainer.current_epoch, metrics)
     plan.load_state_dict(start)
-    _switch_objective(plan, first_objective)
+    plan.set_objective(first_objective)
     return _Training(plan, before, training.path, training.epochs + trainer.current_epoch, metrics)
-
-
-def _switch_objective(plan: SimplexTrainingPlan, objective: str) -> None:
-    """Train on `objective` from now on; its checkpoints record it, so they reload as what they are."""
-    plan.module.set_objective(objective)
-    plan.config = {**plan.config, "objective": objective}
-    plan.hparams["config"] = plan.config
 
 
 def _score(checkpoint: ModelCheckpoint) -> float:

@@ -139,32 +139,29 @@ class VariationalConfig(BaseConfig):
              "noise='given' needs noise_variance > 0 (in the data's units)"),
             (self.noise_variance is None or self.noise_variance > 0, "noise_variance must be > 0"),
         ]
+        name = type(self).__name__
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"{type(self).__name__}: {message}")
-        if self.objective == "lattice" and self.inference == "sampling":
-            raise ConfigError(f"{type(self).__name__}: objective 'lattice' trains no encoder, so it needs "
-                              "inference 'lattice' or 'auto' (the abundances from the exact posterior)")
-        if self.objective == "lattice" and self.prior != "flat":
-            raise ConfigError(f"{type(self).__name__}: objective 'lattice' supports the flat prior only")
-        if self.refine_epochs > 0:
-            self._check_refinement()
-        if self.inference == "lattice" and self.latent_dim is not None:
-            default_resolution(self.latent_dim)  # K <= 5, or a clear error now rather than after training
-
-    def _check_refinement(self) -> None:
-        name = type(self).__name__
-        if self.objective == "lattice":
+                raise ConfigError(f"{name}: {message}")
+        if self.objective == "lattice" and self.refine_epochs > 0:
             raise ConfigError(f"{name}: refine_epochs refines an 'iwae' or 'elbo' training by exact maximum "
                               "likelihood; objective 'lattice' already trains that way (set refine_epochs = 0)")
-        if self.inference == "sampling":
-            raise ConfigError(f"{name}: refine_epochs changes the decoder after the encoder's training, so the "
-                              "abundances must come from the lattice: inference 'auto' or 'lattice'")
-        if self.prior != "flat":
-            raise ConfigError(f"{name}: refine_epochs supports the flat prior only")
-        if self.latent_dim is not None and not lattice_fits(self.latent_dim, TRAINING_LATTICE_POINTS):
+        on_lattice = None  # the setting that trains the decoder on the lattice, without the encoder
+        if self.objective == "lattice":
+            on_lattice = "objective 'lattice'"
+        elif self.refine_epochs:
+            on_lattice = "refine_epochs"
+        if on_lattice and self.inference == "sampling":
+            raise ConfigError(f"{name}: {on_lattice} trains the decoder without the encoder, so it needs "
+                              "inference 'lattice' or 'auto' (the abundances from the exact posterior)")
+        if on_lattice and self.prior != "flat":
+            raise ConfigError(f"{name}: {on_lattice} supports the flat prior only")
+        refine_too_big = self.latent_dim is not None and not lattice_fits(self.latent_dim, TRAINING_LATTICE_POINTS)
+        if self.refine_epochs and refine_too_big:
             raise ConfigError(f"{name}: refine_epochs integrates z out on a simplex lattice, which works up to "
                               f"K = 5 (latent_dim is {self.latent_dim}); set refine_epochs = 0")
+        if self.inference == "lattice" and self.latent_dim is not None:
+            default_resolution(self.latent_dim)  # K <= 5, or a clear error now rather than after training
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -259,6 +256,13 @@ class SimplexTrainingPlan(L.LightningModule):
         self.save_hyperparameters()
         self.config = config
         self.module = build_module(config, n_channels, noise_variance)
+
+    def set_objective(self, objective: str) -> None:
+        """Train on `objective` from now on (the refinement after an IWAE training); the plan's config and
+        hyperparameters say so too, so checkpoints written from here reload as what they are."""
+        self.module.set_objective(objective)
+        self.config = {**self.config, "objective": objective}
+        self.hparams["config"] = self.config
 
     def _step(self, batch: torch.Tensor, stage: str) -> torch.Tensor:
         parts = self.module.loss(batch, self.config["mc_samples"])

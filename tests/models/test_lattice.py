@@ -136,7 +136,7 @@ def test_exact_likelihood_training_refuses_what_it_cannot_do(settings, message):
 
 @pytest.mark.parametrize("settings,message", [
     ({"refine_epochs": 5, "objective": "lattice"}, "already trains that way"),
-    ({"refine_epochs": 5, "inference": "sampling"}, "inference 'auto' or 'lattice'"),
+    ({"refine_epochs": 5, "inference": "sampling"}, "refine_epochs .* needs inference 'lattice' or 'auto'"),
     ({"refine_epochs": 5, "prior": "learn"}, "flat prior only"),
     ({"refine_epochs": -1}, "refine_epochs must be >= 0"),
 ])
