@@ -10,6 +10,7 @@ training, the channels whose knots crossed since the last step are sorted again,
 a quarter did: see `_sort_knots` in nisca/models/layers.py; the first call sorts from scratch).
 
     python benchmarks/decoder_throughput.py                 # CPU (1 thread), and CUDA when present
+    python benchmarks/decoder_throughput.py --devices cuda   # CUDA only
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 on a shared machine)")
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per case; the fastest is kept")
+    parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=["cpu", "cuda"],
+                        help="devices to time (cuda only when present)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device(d) for d in args.devices if d == "cpu" or torch.cuda.is_available()]
     print(f"K={args.latent_dim}, hidden={args.hidden}, {args.samples} samples/epoch, batch {args.batch_size}, "
           f"forward+backward; CPU threads={args.threads}; torch {torch.__version__}")
     print("| device | N | loop s/epoch | batched s/epoch | loop samples/s | batched samples/s | speed-up "
