@@ -26,6 +26,7 @@ class BaseConfig:
 
     latent_dim: K, the number of components; None takes K from the scene's ground truth.
     seed: every random choice of the fit (initialisation, splits, sampling) derives from it; 0 is a seed.
+      The same seed gives the same fit bitwise on the CPU, and equal to float rounding on CUDA.
     """
 
     latent_dim: int | None = None

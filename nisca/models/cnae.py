@@ -367,6 +367,7 @@ def run(scene: Scene, config: CnaeConfig, context: FitContext) -> MethodOutput:
     if best:
         state = torch.load(best, map_location=module.device, weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    module.to(resolve_accelerator(config.device))  # Lightning hands the model back on the CPU
     estimates = unmix(module, x, config)
     metrics = {
         "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan"),

@@ -26,7 +26,13 @@ from nisca.fit import FitContext, MethodOutput
 from nisca.identifiability import warn_if_unidentifiable
 from nisca.models.lattice import default_resolution, lattice_inference, simplex_lattice
 from nisca.models.noise import subspace_noise_variance
-from nisca.models.training import SceneDataModule, SimplexTrainingPlan, VariationalConfig, build_trainer
+from nisca.models.training import (
+    SceneDataModule,
+    SimplexTrainingPlan,
+    VariationalConfig,
+    build_trainer,
+    resolve_accelerator,
+)
 
 CURVE_POINTS = 200
 PUREST_PIXELS = 20  # pixels averaged per component by purest_pixel_endmembers
@@ -109,9 +115,12 @@ def _initial_mixing(Y: np.ndarray, config: VariationalConfig, offset: np.ndarray
 
 
 def _infer(plan: SimplexTrainingPlan, x: np.ndarray, config: VariationalConfig) -> dict[str, np.ndarray]:
-    """Posterior estimates over all pixels, chunk by chunk so memory stays bounded on large scenes."""
-    module = plan.module.eval()
-    device = next(module.parameters()).device
+    """Posterior estimates over all pixels, chunk by chunk so memory stays bounded on large scenes.
+
+    Runs on the fit's device: Lightning hands the trained model back on the CPU, so it is moved back
+    first (on the GPU the lattice readout of a 94,249-pixel scene is the bulk of the fit's time)."""
+    device = torch.device(resolve_accelerator(config.device))
+    module = plan.module.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(config.seed)
     on_lattice = lattice_inference(config.inference, module.latent_dim)
     if on_lattice:

@@ -69,7 +69,7 @@ def test_a_fit_with_lattice_inference_scores_at_least_as_well_as_sampling(tmp_pa
     mean is the Bayes estimate under the decoder, so it must not lose to the 64-draw importance-weighted one
     by more than noise (on this scene it wins, 9.7e-3 against 1.02e-2)."""
     scene = simulate_pnl(3, 3, 600, 25.0, nonlinearity="thesis", seed=4, noise_reference="channel")
-    settings = {"max_epochs": 20, "patience": 20, "seed": 4}
+    settings = {"max_epochs": 20, "patience": 20, "seed": 4, "device": "cpu"}  # CUDA: equal only to rounding
     sampled = fit("nisca", scene, {**settings, "inference": "sampling"}, workdir=tmp_path / "s", progress_bar=False)
     exact = fit("nisca", scene, {**settings, "inference": "lattice"}, workdir=tmp_path / "l", progress_bar=False)
     np.testing.assert_allclose(exact.abundances.sum(1), 1.0, atol=1e-5)
@@ -89,7 +89,7 @@ def test_lattice_inference_beyond_k5_is_refused_before_training_and_auto_falls_b
 
 def test_the_default_readout_is_the_lattice_up_to_k5_and_keeps_softmax_mu_as_the_point_estimate(tmp_path):
     scene = simulate_pnl(4, 3, 300, 25.0, nonlinearity="thesis", seed=1, noise_reference="channel")
-    settings = {"max_epochs": 3, "seed": 1}
+    settings = {"max_epochs": 3, "seed": 1, "device": "cpu"}  # bitwise equal on the CPU only
     default = fit("nisca", scene, settings, workdir=tmp_path / "a", progress_bar=False)
     lattice = fit("nisca", scene, {**settings, "inference": "lattice"}, workdir=tmp_path / "l", progress_bar=False)
     sampled = fit("nisca", scene, {**settings, "inference": "sampling"}, workdir=tmp_path / "s", progress_bar=False)
