@@ -270,6 +270,28 @@ def test_linear_first_keeps_the_phase_with_the_lower_validation_loss(pnl_scene, 
         fit("nisca", pnl_scene, settings, resume_from=free.checkpoint_path)
 
 
+@pytest.mark.filterwarnings("ignore::nisca.identifiability.IdentifiabilityWarning")
+def test_linear_first_with_refinement_keeps_the_phase_with_the_lower_exact_likelihood(pnl_scene, tmp_path):
+    """With `refine_epochs`, both phases are refined (the linear one with f still the identity) and the
+    exact held-out NLLs decide: the free f wins on a post-nonlinear scene, the linear model when the free
+    phase is broken."""
+    settings = {"linear_first": True, "max_epochs": 6, "patience": 6, "refine_epochs": 3}
+    free = fit("nisca", pnl_scene, settings, workdir=tmp_path / "free", progress_bar=False)
+    metrics = free.metrics
+    assert metrics["nonlinearity_kept"] == 1.0
+    assert metrics["val_loss_nonlinear_refined"] < metrics["val_loss_linear_refined"]
+    assert metrics["val_loss"] == pytest.approx(metrics["val_loss_nonlinear_refined"])
+    assert _max_curvature(free.curves) > 0.02
+    assert (tmp_path / "free" / "linear-phase" / "refine" / "checkpoints").is_dir()
+    broken = fit("nisca", pnl_scene, settings, [BreakFreeNonlinearity()], workdir=tmp_path / "broken",
+                 progress_bar=False)
+    metrics = broken.metrics
+    assert metrics["nonlinearity_kept"] == 0.0
+    assert metrics["val_loss"] == pytest.approx(metrics["val_loss_linear_refined"])
+    assert metrics["val_loss_linear_refined"] < metrics["val_loss_nonlinear_refined"]
+    assert _max_curvature(broken.curves) < 1e-4
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is present")
 def test_asking_for_cuda_without_a_gpu_is_a_config_error(small_scene):
     with pytest.raises(ConfigError, match="no CUDA device"):
