@@ -50,8 +50,9 @@ class NiscaConfig(VariationalConfig):
     non-monotone f); the checkpoint with the lowest validation loss over both phases is kept (metric
     `nonlinearity_kept`; `nonlinear_gain` is the drop in validation loss the free f bought, nats per pixel
     and channel). With `refine_epochs` too, both phases are refined and the exact held-out NLLs decide
-    (`val_loss_linear_refined`, `val_loss_nonlinear_refined`). A fixed bar on that gain does not separate linear from nonlinear data: free f gains
-    0.004-0.35 on linear scenes and 0.06-1.0 on nonlinear ones (docs/results.md). `shared_nonlinearity`:
+    (`val_loss_linear_refined`, `val_loss_nonlinear_refined`). A fixed bar on that gain does not separate
+    linear from nonlinear data: free f gains 0.004-0.35 on linear scenes and 0.06-1.0 on nonlinear ones
+    (docs/results.md). `shared_nonlinearity`:
     one f for every channel up to a per-channel gain and offset (nisca.models.layers.
     SharedChannelNonlinearity), for data where physics says the nonlinearity is the same in every
     channel (fast-exchange DCE-MRI: one signal equation at every frame)."""

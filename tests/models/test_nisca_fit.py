@@ -152,8 +152,8 @@ def test_a_monotone_checkpoint_from_before_the_units_option_loads_with_tanh_unit
 
 def test_seeds_make_cpu_runs_deterministic(small_scene, tmp_path):
     """Bitwise on the CPU; on CUDA two runs agree to float rounding only (H100: 1 ulp), so the device is set."""
-    runs = [fit("nisca", small_scene, {**TINY, "seed": seed, "device": "cpu"}, workdir=tmp_path / str(i), progress_bar=False)
-            for i, seed in enumerate((0, 0, 1))]
+    runs = [fit("nisca", small_scene, {**TINY, "seed": seed, "device": "cpu"}, workdir=tmp_path / str(i),
+                progress_bar=False) for i, seed in enumerate((0, 0, 1))]
     assert np.array_equal(runs[0].abundances, runs[1].abundances)
     assert runs[0].metrics["val_loss"] == runs[1].metrics["val_loss"]
     assert not np.allclose(runs[0].abundances, runs[2].abundances)
