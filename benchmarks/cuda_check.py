@@ -68,7 +68,7 @@ def run_case(name: str, device: str, quick: bool) -> str:
         traceback.print_exc()
         return f"| {label} | {device} | FAILED: {type(error).__name__}: {str(error)[:160]} | | | | | |"
     precision = "-" if method == "cnae" else resolve_precision("auto", device, channels)
-    peak = f"{torch.cuda.max_memory_allocated() / 2**20:.0f}" if device == "cuda" else "-"
+    peak = f"{torch.cuda.max_memory_allocated() / 2**20:.1f}" if device == "cuda" else "-"
     m = result.metrics
     return (f"| {label} | {device} | {wall:.1f} | {result.epochs} | {precision} | {peak} "
             f"| {m.get('abundance_rmse', float('nan')):.4f} | {m.get('r2_nonlinearity', float('nan')):.3f} "
