@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     from nisca import fit
+    from nisca.models.training import resolve_precision
 
     scene, label = build_scene(0)
     print(f"{label}: {scene.n_pixels} pixels x {scene.n_channels} channels; batch {args.batch_size}; "
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         whole = time.perf_counter() - start
         n_train = scene.n_pixels - round(0.1 * scene.n_pixels)
         rest = whole - timer.times["train_s"] - timer.times["val_s"]
-        precision = "bf16-mixed" if device == "cuda" and torch.cuda.is_bf16_supported() else "32-true"
+        precision = resolve_precision("auto", device, scene.n_channels)  # what the fit used
         print(f"| {device} | {precision} | {timer.times['train_s']:.1f} | {n_train / timer.times['train_s']:,.0f} "
               f"| {timer.times['val_s']:.1f} | {rest:.1f} | {whole:.1f} |", flush=True)
         del result

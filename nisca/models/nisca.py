@@ -8,9 +8,11 @@ endmembers (`purest_pixel_endmembers`). VASCA reuses `run_variational` with f = 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -226,6 +228,16 @@ def _train_once(
     return training
 
 
+@contextlib.contextmanager
+def _frozen(layer: torch.nn.Module) -> Iterator[None]:
+    """`layer` takes no gradient steps inside the block (f held at the identity for the linear phase)."""
+    layer.requires_grad_(False)
+    try:
+        yield
+    finally:
+        layer.requires_grad_(True)
+
+
 def _linear_then_nonlinear(plan: SimplexTrainingPlan, data: SceneDataModule, config: VariationalConfig,
                            context: FitContext, workdir: Path) -> _Training:
     """`linear_first`: f frozen at the identity until early stopping, then free; the better phase kept.
@@ -237,10 +249,9 @@ def _linear_then_nonlinear(plan: SimplexTrainingPlan, data: SceneDataModule, con
     with torch.no_grad():  # f(y) = y + g(y) with g = 0: the identity, so this phase is VASCA
         nonlinearity.weight_out.zero_()
         nonlinearity.bias_out.zero_()
-    nonlinearity.requires_grad_(False)
-    linear, linear_epochs = _fit_phase(plan, data, config, context, workdir / "linear-phase", None)
+    with _frozen(nonlinearity):
+        linear, linear_epochs = _fit_phase(plan, data, config, context, workdir / "linear-phase", None)
     linear_state = copy.deepcopy(plan.state_dict()) if config.refine_epochs > 0 else None
-    nonlinearity.requires_grad_(True)
     checkpoint, epochs = _fit_phase(plan, data, config, context, workdir, None)
     gain = (_score(linear) - _score(checkpoint)) / plan.module.n_channels  # nats per pixel and channel
     metrics = {"val_loss_linear_phase": _score(linear), "epochs_linear_phase": float(linear_epochs),
@@ -266,9 +277,8 @@ def _refine_both_phases(plan: SimplexTrainingPlan, linear_state: dict[str, torch
     nonlinear_state, nonlinear_objective = copy.deepcopy(plan.state_dict()), plan.config["objective"]
     plan.load_state_dict(linear_state)
     plan.set_objective(config.objective)
-    plan.module.nonlinearity.requires_grad_(False)
-    linear = _refine(linear, data, config, context, workdir / "linear-phase" / "refine")
-    plan.module.nonlinearity.requires_grad_(True)
+    with _frozen(plan.module.nonlinearity):
+        linear = _refine(linear, data, config, context, workdir / "linear-phase" / "refine")
     keep_nonlinear = nonlinear.score <= linear.score
     metrics = {**nonlinear.metrics, "nonlinearity_kept": float(keep_nonlinear),
                "val_loss_linear_refined": linear.score, "val_loss_nonlinear_refined": nonlinear.score}
