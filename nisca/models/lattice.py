@@ -77,8 +77,9 @@ def lattice_posterior(x: torch.Tensor, means: torch.Tensor, noise_variance: torc
     or None for a flat prior."""
     lattice = lattice.double()
     posterior_mean, posterior_mode = [], []
-    for log_likelihood in pairwise_log_likelihoods(x, means, noise_variance):
-        scores = log_likelihood if log_prior is None else log_likelihood + log_prior.double()
+    for scores, _ in pairwise_log_likelihoods(x, means, noise_variance):  # the per-pixel offset cancels
+        if log_prior is not None:
+            scores += log_prior.double()
         posterior_mean.append(torch.softmax(scores, dim=1) @ lattice)
         posterior_mode.append(lattice[scores.argmax(1)])
     return {"mean": torch.cat(posterior_mean), "mode": torch.cat(posterior_mode)}
@@ -90,22 +91,26 @@ def lattice_log_likelihood(x: torch.Tensor, means: torch.Tensor, noise_variance:
     likelihood N(x; mean_g, diag(noise_variance)). Comparable between decoders in the same data units:
     the exact marginal likelihood that the variational bounds approximate from below, and the training
     loss of `objective: lattice` (differentiable; float32 there, on a coarser lattice)."""
-    return torch.cat([torch.logsumexp(log_likelihood, dim=1) - math.log(len(means))
-                      for log_likelihood in pairwise_log_likelihoods(x, means, noise_variance, dtype)])
+    return torch.cat([torch.logsumexp(scores, dim=1) + offsets - math.log(len(means))
+                      for scores, offsets in pairwise_log_likelihoods(x, means, noise_variance, dtype)])
 
 
 def pairwise_log_likelihoods(x: torch.Tensor, means: torch.Tensor, noise_variance: torch.Tensor,
-                             dtype: torch.dtype = torch.float64) -> Iterator[torch.Tensor]:
+                             dtype: torch.dtype = torch.float64) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """log N(x_i; mean_g, diag(noise_variance)) for a chunk of pixels i and every lattice point g, chunk by
-    chunk so that memory stays at PAIR_BUDGET values. In float64 by default: at high SNR the values are
-    large and differ by a few units."""
+    chunk so that memory stays at PAIR_BUDGET values, as (scores (pixels, points), offsets (pixels,)) with
+    log N = scores + offsets[:, None]. The split keeps the (pixels x points) work to one fused
+    matrix product, scores = x_i . (mean_g / s2) - |mean_g|^2 / (2 s2): the terms in x alone are the same for
+    every g, so posterior weights need only the scores (about 2x faster than expanding the square over
+    every pair). In float64 by default: at high SNR the values are large and differ by a few units."""
     x, means, noise_variance = x.to(dtype), means.to(dtype), noise_variance.to(dtype)
     precision = 1.0 / noise_variance
+    weighted_means = means * precision  # (points, N)
+    half_energy = -0.5 * (means * weighted_means).sum(1)  # (points,)
     constant = -0.5 * torch.log(2 * math.pi * noise_variance).sum()
-    mean_energy = (means.pow(2) * precision).sum(1)  # (points,)
     step = max(1, PAIR_BUDGET // max(1, len(means)))
     for start in range(0, len(x), step):
         chunk = x[start : start + step]
         with torch.autocast(device_type=x.device.type, enabled=False):  # no bf16 matmul under mixed precision
-            squared = (chunk.pow(2) * precision).sum(1, keepdim=True) - 2 * (chunk * precision) @ means.T + mean_energy
-        yield constant - 0.5 * squared
+            scores = torch.addmm(half_energy, chunk, weighted_means.T)
+        yield scores, constant - 0.5 * (chunk.pow(2) * precision).sum(1)

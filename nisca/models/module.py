@@ -179,11 +179,11 @@ class VariationalSimplexModule(nn.Module):
         likelihood for A, f and s2, with no encoder in the loop (it is not trained under this objective)."""
         lattice = self.training_lattice
         # one batch is one chunk: (pixels, lattice points) log N(x; f(A g), s2), computed once for both uses
-        log_likelihood = torch.cat(list(pairwise_log_likelihoods(x, self.decode(lattice), self.noise_variance(),
-                                                                 dtype=torch.float32)))
-        nll = math.log(len(lattice)) - torch.logsumexp(log_likelihood, dim=1)
+        chunks = list(pairwise_log_likelihoods(x, self.decode(lattice), self.noise_variance(), dtype=torch.float32))
+        scores, offsets = torch.cat([s for s, _ in chunks]), torch.cat([o for _, o in chunks])
+        nll = math.log(len(lattice)) - torch.logsumexp(scores, dim=1) - offsets
         with torch.no_grad():  # for the logs: the reconstruction error at the posterior mean
-            z = torch.softmax(log_likelihood, dim=1) @ lattice
+            z = torch.softmax(scores, dim=1) @ lattice
             mse = (x - self.decode(z)).pow(2).mean()
         zero = torch.zeros((), device=x.device)
         return {"loss": nll.mean(), "nll": nll.mean(), "log_q": zero, "log_prior": zero, "mse": mse}
