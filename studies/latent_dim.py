@@ -30,7 +30,7 @@ def build_spec(smoke: bool = False) -> StudySpec:
         name="latent-dim",
         description="NISCA at K = 2..7 on a synthetic (K=4) and a semi-real Urban (K=5) scene; K by val_loss",
         scenes=scenes,
-        methods={"nisca": {"patience": 10, "inference_samples": 16}},
+        methods={"nisca": {"patience": 10, "inference_samples": 16}},  # samples for K = 6, 7 (lattice below)
         latent_dims=(2, 3, 4, 5, 6, 7),
         seeds=(0, 1, 2),
         searcher="grid",

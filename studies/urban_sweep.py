@@ -48,7 +48,7 @@ def build_spec(smoke: bool = False) -> StudySpec:
         "batch_size": tune.choice([128, 256, 512]),
         "noise": tune.choice(["learn", "learn-shared", "estimate"]),
         "prior": tune.choice(["flat", "learn"]),  # not mc_samples: under the IWAE bound R changes val_loss
-        "inference_samples": 32,
+        "inference_samples": 32,  # K = 6 only: K = 4 and 5 are read out on the lattice
     }
     return StudySpec(
         name="urban-sweep",
