@@ -18,6 +18,9 @@ variance instead of one white variance from the total power: with the thesis gen
 0.4*exp(y) channel carries almost all the power and the other two channels sit below the noise for most
 seeds (the header lists every scene's per-channel SNR). `--set KEY=VALUE` sets a config key on every
 method whose config has it (e.g. `--set noise=learn`); a key that no listed method has is an error.
+When both NISCA and VASCA have rows, a last table gives NISCA's mean latent MSE over VASCA's (issue 3's
+ratio targets). `--from-csv A.csv B.csv` rebuilds the tables from earlier runs, B's rows replacing A's for
+the same method, data, SNR and seed (one NISCA option set beside another run's VASCA rows).
 `--generator original` uses the original code's nonlinear generator instead (A z scaled by 5, 5 sigmoid(y)
 + 0.3 y on every channel; MODEL.md section 5), and `--data nonlinear` runs only one kind of data.
 """
@@ -154,6 +157,38 @@ def markdown(rows: list[dict[str, object]], methods: Sequence[str], snrs: Sequen
     return "\n".join(lines)
 
 
+def ratio_table(rows: list[dict[str, object]], snrs: Sequence[float]) -> str:
+    """NISCA's mean latent MSE over VASCA's per data kind and SNR (issue 3's targets: at most 0.5 on
+    nonlinear data, within 10 % on linear data); empty unless both methods have rows."""
+    def mean(method: str, data: str, snr: float) -> float | None:
+        values = [float(r["abundance_mse"]) for r in rows
+                  if r["method"] == method and r["data"] == data and float(r["snr_db"]) == snr]
+        return sum(values) / len(values) if values else None
+
+    lines = ["**NISCA / VASCA latent MSE** (ratio of the means over seeds; target: at most 0.5x on "
+             "nonlinear data, at most 1.1x on linear data)", "",
+             "| data | " + " | ".join(f"{snr:g} dB" for snr in snrs) + " |", "|---|" + "---|" * len(snrs)]
+    found = False
+    for data in DATA:
+        cells = []
+        for snr in snrs:
+            nisca, vasca = mean("nisca", data, snr), mean("vasca", data, snr)
+            found |= nisca is not None and vasca is not None
+            cells.append(f"{nisca / vasca:.2f}x" if nisca is not None and vasca else "-")
+        lines.append(f"| {data} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if found else ""
+
+
+def merge_rows(tables: Sequence[list[dict[str, object]]]) -> list[dict[str, object]]:
+    """Rows of several runs; a later run's row replaces an earlier one for the same method, data, SNR
+    and seed (e.g. a NISCA option set read beside the VASCA rows of an earlier run)."""
+    merged: dict[tuple[object, ...], dict[str, object]] = {}
+    for rows in tables:
+        for row in rows:
+            merged[(row["method"], row["data"], float(row["snr_db"]), float(row["seed"]))] = row
+    return list(merged.values())
+
+
 FIELDS = ("method", "data", "snr_db", "seed", "samples", "epochs", "abundance_mse", "subspace_distance",
           "r2_nonlinearity", "val_loss", "wall_time_s", "nonlinearity_kept",
           "val_loss_linear_phase")
@@ -209,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for the trained methods (value parsed as JSON, else a string)")
     parser.add_argument("--out", default=None, help="write the Markdown here (and the rows as .csv beside it)")
-    parser.add_argument("--from-csv", default=None, help="only rebuild the tables from the rows of an earlier run")
+    parser.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
+                        help="only rebuild the tables from the rows of earlier runs (a later file's row replaces "
+                             "an earlier one for the same method, data, SNR and seed)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.samples, args.max_epochs, args.snr = 1, 300, 3, [20.0]
@@ -228,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     csv_path = Path(args.out).with_suffix(".csv") if args.out else None
     if args.from_csv:
-        rows = read_rows(Path(args.from_csv))
+        rows = merge_rows([read_rows(Path(path)) for path in args.from_csv])
     else:
         rows = run_all(jobs, args.jobs, csv_path)
     elapsed = time.perf_counter() - start
@@ -250,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for seed in range(args.seeds)]
         snr_lines.append(f"- {snr:g} dB: " + "; ".join(f"seed {i}: {c}" for i, c in enumerate(cells)))
     text = header + "\n" + "\n".join(snr_lines) + "\n\n" + markdown(rows, args.methods, args.snr)
+    ratios = ratio_table(rows, args.snr)
+    if ratios:
+        text += "\n" + ratios
     print(text)
     if args.out:
         out = Path(args.out)

@@ -47,6 +47,22 @@ def test_table_cells_report_mean_and_std_over_seeds(thesis_tables):
     assert "| nisca | 2.00e-02 ± 1.00e-02 [2.82e-02] |" in text
 
 
+def test_ratio_table_and_merged_runs(thesis_tables):
+    """NISCA / VASCA ratios of the mean latent MSE; a later run's row replaces the earlier one's."""
+    def row(method, data, seed, mse):
+        return {"method": method, "data": data, "snr_db": 20.0, "seed": float(seed), "abundance_mse": mse}
+
+    first = [row("nisca", "linear", 0, 0.04), row("nisca", "linear", 1, 0.04), row("vasca", "linear", 0, 0.02),
+             row("vasca", "linear", 1, 0.02), row("nisca", "nonlinear", 0, 0.01), row("vasca", "nonlinear", 0, 0.04)]
+    second = [row("nisca", "linear", 0, 0.02), row("nisca", "linear", 1, 0.02)]
+    merged = thesis_tables.merge_rows([first, second])
+    assert len(merged) == len(first)
+    text = thesis_tables.ratio_table(merged, [20.0])
+    assert "| linear | 1.00x |" in text and "| nonlinear | 0.25x |" in text
+    assert "| linear | 2.00x |" in thesis_tables.ratio_table(first, [20.0])
+    assert thesis_tables.ratio_table(second, [20.0]) == ""  # no VASCA rows: no ratio table
+
+
 def test_channel_noise_variant_with_overrides_and_classic_rows(thesis_tables, tmp_path):
     out = tmp_path / "channel.md"
     argv = ["--quick", "--methods", "nisca", "vca", "--noise-reference", "channel", "--set", "noise=learn",
