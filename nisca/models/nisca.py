@@ -328,10 +328,11 @@ def _choose_start(runs: list[_Training], x: np.ndarray, config: VariationalConfi
         return min(range(len(runs)), key=lambda i: runs[i].score), {}
     device = torch.device(resolve_accelerator(config.device))
     data = torch.as_tensor(x, device=device)
+    latent_dim = runs[0].plan.module.latent_dim
+    lattice = simplex_lattice(latent_dim, default_resolution(latent_dim), device=device)
     nll = []
     for run in runs:
         module = run.plan.module.to(device).eval()
-        lattice = simplex_lattice(module.latent_dim, default_resolution(module.latent_dim), device=device)
         with torch.no_grad():
             log_likelihood = lattice_log_likelihood(data, module.lattice_means(lattice), module.noise_variance())
         nll.append(float(-log_likelihood.mean()))
