@@ -132,6 +132,11 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:.2e}" if metric == "abundance_mse" else f"{value:.3f}"
 
 
+def cell_values(rows: list[dict[str, object]], method: str, data: str, snr: float, metric: str) -> list[float]:
+    """One cell's values over seeds: `metric` of every row of `method` on `data` at `snr`."""
+    return [float(r[metric]) for r in rows if r["method"] == method and r["data"] == data and float(r["snr_db"]) == snr]
+
+
 def markdown(rows: list[dict[str, object]], methods: Sequence[str], snrs: Sequence[float]) -> str:
     """One Markdown table per thesis table: ours (mean ± std over seeds) beside the published value."""
     lines: list[str] = []
@@ -144,8 +149,7 @@ def markdown(rows: list[dict[str, object]], methods: Sequence[str], snrs: Sequen
         for method in list(methods) + [m for m in published if m not in methods]:
             cells = []
             for snr in snrs:
-                values = [float(r[metric]) for r in rows
-                          if r["method"] == method and r["data"] == data and float(r["snr_db"]) == snr]
+                values = cell_values(rows, method, data, snr, metric)
                 mean, std = _mean_std(values)
                 ours = f"{_fmt(mean, metric)} ± {_fmt(std, metric)}" if values else "not run"
                 index = SNRS.index(snr) if snr in SNRS else None
@@ -161,8 +165,7 @@ def ratio_table(rows: list[dict[str, object]], snrs: Sequence[float]) -> str:
     """NISCA's mean latent MSE over VASCA's per data kind and SNR (issue 3's targets: at most 0.5 on
     nonlinear data, within 10 % on linear data); empty unless both methods have rows."""
     def mean(method: str, data: str, snr: float) -> float | None:
-        values = [float(r["abundance_mse"]) for r in rows
-                  if r["method"] == method and r["data"] == data and float(r["snr_db"]) == snr]
+        values = cell_values(rows, method, data, snr, "abundance_mse")
         return sum(values) / len(values) if values else None
 
     lines = ["**NISCA / VASCA latent MSE** (ratio of the means over seeds; target: at most 0.5x on "
