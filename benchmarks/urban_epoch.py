@@ -6,7 +6,11 @@ size (said in the output). The fit runs NISCA's default config for one epoch; a 
 training epoch and the validation pass, and the rest of the fit (chunked posterior inference over every
 pixel, endmembers, curves) is timed from the outside.
 
-    python benchmarks/urban_epoch.py [--threads 2] [--devices cpu cuda]
+    python benchmarks/urban_epoch.py [--threads 2] [--devices cpu cuda] [--batch-size 100 1000]
+        [--cuda-dense-limit N]
+
+`--cuda-dense-limit` overrides `nisca.models.layers.DENSE_LIMITS["cuda"]` for this run (to time the
+decoder's dense and piecewise forms in whole fits; see benchmarks/dense_limit.py).
 """
 
 from __future__ import annotations
@@ -59,34 +63,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="devices to time (cuda if present)")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", nargs="+", type=int, default=[100])
+    parser.add_argument("--cuda-dense-limit", type=int, default=None,
+                        help="B x N x H elements below which the decoder is dense on CUDA (default: the library's)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     from nisca import fit
+    from nisca.models import layers
     from nisca.models.training import resolve_precision
 
+    if args.cuda_dense_limit is not None:
+        layers.DENSE_LIMITS["cuda"] = args.cuda_dense_limit
+
     scene, label = build_scene(0)
-    print(f"{label}: {scene.n_pixels} pixels x {scene.n_channels} channels; batch {args.batch_size}; "
-          f"torch {torch.__version__}, {args.threads} CPU threads")
-    print("| device | precision | train epoch (s) | train samples/s | validation (s) | rest of fit incl. "
+    print(f"{label}: {scene.n_pixels} pixels x {scene.n_channels} channels; torch {torch.__version__}, "
+          f"{args.threads} CPU threads; dense decoder below {layers.DENSE_LIMITS} B x N x H elements")
+    print("| device | precision | batch | train epoch (s) | train samples/s | validation (s) | rest of fit incl. "
           "inference (s) | whole fit (s) |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for device in args.devices:
         if device == "cuda" and not torch.cuda.is_available():
-            print("| cuda | - | no CUDA device here | | | | |")
+            print("| cuda | - | - | no CUDA device here | | | | |")
             continue
-        timer = EpochTimer()
-        start = time.perf_counter()
-        result = fit("nisca", scene, {"latent_dim": 4, "max_epochs": 1, "device": device,
-                                      "batch_size": args.batch_size}, [timer], progress_bar=False)
-        whole = time.perf_counter() - start
-        n_train = scene.n_pixels - round(0.1 * scene.n_pixels)
-        rest = whole - timer.times["train_s"] - timer.times["val_s"]
-        precision = resolve_precision("auto", device, scene.n_channels)  # what the fit used
-        print(f"| {device} | {precision} | {timer.times['train_s']:.1f} | {n_train / timer.times['train_s']:,.0f} "
-              f"| {timer.times['val_s']:.1f} | {rest:.1f} | {whole:.1f} |", flush=True)
-        del result
+        for batch in args.batch_size:
+            timer = EpochTimer()
+            start = time.perf_counter()
+            result = fit("nisca", scene, {"latent_dim": 4, "max_epochs": 1, "device": device,
+                                          "batch_size": batch}, [timer], progress_bar=False)
+            whole = time.perf_counter() - start
+            n_train = scene.n_pixels - round(0.1 * scene.n_pixels)
+            rest = whole - timer.times["train_s"] - timer.times["val_s"]
+            precision = resolve_precision("auto", device, scene.n_channels)  # what the fit used
+            print(f"| {device} | {precision} | {batch} | {timer.times['train_s']:.1f} "
+                  f"| {n_train / timer.times['train_s']:,.0f} | {timer.times['val_s']:.1f} | {rest:.1f} "
+                  f"| {whole:.1f} |", flush=True)
+            del result
     return 0
 
 

@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 600 pixels, 1 epoch")
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0 .. N-1)")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (first .. first + N - 1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (to split seeds over runs)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated method names")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap for NISCA, VASCA and CNAE")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise NiscaError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-        seeds = [0] if args.quick else list(range(args.seeds))
+        seeds = [args.first_seed] if args.quick else list(range(args.first_seed, args.first_seed + args.seeds))
         max_epochs = 1 if args.quick else args.max_epochs
         overrides = dict(parse_assignment(text) for text in args.overrides)
         items = load_real_scenes(args.data, args.quick)

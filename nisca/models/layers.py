@@ -6,7 +6,7 @@ channels. With ReLU units each f_n is piecewise linear with H knots, so the forw
 sort every channel's knots (starting from the previous call's order, nearly sorted while training), find
 each input's bucket among them by binary search and use prefix sums over the buckets
 (`PiecewiseLinearReLU`, O(N (H + B) log H)) instead of materialising the B x N x H hidden activations;
-small problems (DENSE_LIMIT) and the monotone variant with tanh units use the dense batched form. See
+small problems (`dense_limit`, per device) and the monotone variant with tanh units use the dense batched form. See
 benchmarks/decoder_throughput.py for the measured speed against a loop of N networks.
 """
 
@@ -33,8 +33,16 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-DENSE_LIMIT = 60_000  # batch x channels x hidden below which the dense form is faster (decoder benchmark)
+#: batch x channels x hidden below which the dense form is faster, per device type (benchmarks/dense_limit.py:
+#: on the CPU the piecewise form wins from 60,000; on an H100 a step is bound by kernel launches, and the
+#: dense form's 2 products beat the piecewise form's ~20 kernels up to about 10^8 elements, 400 MB each)
+DENSE_LIMITS: dict[str, int] = {"cpu": 60_000, "cuda": 100_000_000}
 BRANCH_FREE_SEARCH_MIN = 10_000  # batch x channels from which `_bucket_index` beats searchsorted on the CPU
+
+
+def dense_limit(device: torch.device) -> int:
+    """The number of B x N x H hidden elements below which `ChannelwiseMLP` takes the dense form on `device`."""
+    return DENSE_LIMITS.get(device.type, DENSE_LIMITS["cpu"])
 
 
 def _sort_knots(knots: torch.Tensor, order_hint: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +256,7 @@ class ChannelwiseMLP(nn.Module):
         return self.weight_in, self.weight_out
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        small = y.shape[0] * self.n_channels * self.hidden < DENSE_LIMIT
+        small = y.shape[0] * self.n_channels * self.hidden < dense_limit(y.device)
         out = self.dense_forward(y) if self.tanh_units or small else self.piecewise_forward(y)
         if self.residual:
             out = out + y
@@ -269,6 +277,9 @@ class ChannelwiseMLP(nn.Module):
     def dense_forward(self, y: torch.Tensor) -> torch.Tensor:
         """All B x N x H hidden units materialised: the tanh units, and small problems where the sort of
         the piecewise form costs more than it saves; f without the residual."""
+        if torch.is_autocast_enabled(y.device.type):  # float32, like the piecewise form (custom_fwd): the
+            with torch.autocast(y.device.type, enabled=False):  # form is a speed choice, not a precision one
+                return self.dense_forward(y.float())
         weight_in, weight_out = self.effective_weights()
         N = self.n_channels
         # Channel-major layout (N, batch, H): two batched matrix products over the N channels.

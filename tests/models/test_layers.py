@@ -271,3 +271,34 @@ def test_shared_nonlinearity_is_one_curve_up_to_a_per_channel_affine_map():
     out.square().sum().backward()
     assert layer.network.weight_in.grad.shape == (1, 16) and layer.network.weight_in.grad.abs().sum() > 0
     assert layer.gain.grad.shape == (5,)
+
+
+def test_dense_limit_is_chosen_per_device_type(monkeypatch):
+    """The form follows the device's own limit: a CPU input takes the CPU's, whatever CUDA's is."""
+    torch.manual_seed(0)
+    layer = ChannelwiseMLP(4, hidden=8)
+    y = torch.randn(10, 4)  # 10 x 4 x 8 = 320 hidden elements
+    calls = []
+    monkeypatch.setattr(layer, "dense_forward", lambda y: calls.append("dense") or y)
+    monkeypatch.setattr(layer, "piecewise_forward", lambda y: calls.append("piecewise") or y)
+    monkeypatch.setitem(layers.DENSE_LIMITS, "cuda", 10**9)
+    monkeypatch.setitem(layers.DENSE_LIMITS, "cpu", 320)
+    layer(y)
+    monkeypatch.setitem(layers.DENSE_LIMITS, "cpu", 321)
+    layer(y)
+    assert calls == ["piecewise", "dense"]
+    assert layers.dense_limit(torch.device("meta")) == layers.DENSE_LIMITS["cpu"]  # unknown types: the CPU's
+
+
+def test_dense_form_computes_in_float32_under_autocast():
+    """Under bf16 autocast (the mixed precision of wide scenes on GPUs) the dense form, like the piecewise
+    one, stays in float32: which form runs is a speed choice, never a precision one."""
+    torch.manual_seed(0)
+    layer = ChannelwiseMLP(5, hidden=16)
+    y = torch.randn(32, 5) * 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dense = layer.dense_forward(y.bfloat16())
+        piecewise = layer.piecewise_forward(y.bfloat16())
+    assert dense.dtype == piecewise.dtype == torch.float32
+    assert torch.allclose(dense, piecewise, atol=1e-5)
+    assert torch.allclose(dense, layer.dense_forward(y.bfloat16().float()), atol=1e-6)
