@@ -12,7 +12,9 @@ The quality figures let CPU and CUDA be compared: the same seed gives close, not
 
 The cases: the default NISCA (5,000 x 6, K = 3, the issue's timing scene); the exact lattice readout; the
 lattice objective; the exact-likelihood refinement; the ELBO objective; the monotone ReLU decoder; a
-restart; VASCA; CNAE + MVES; and a 162-channel scene that takes the bf16-mixed path on CUDA.
+restart; VASCA; CNAE + MVES; and a 162-channel scene that takes the bf16-mixed path on CUDA (a check that
+the path runs: the thesis f on 162 channels puts 0.4 exp(y), y up to about 30, in a third of them, a scene
+no method fits; see benchmarks/batch_size.py).
 """
 
 from __future__ import annotations
