@@ -82,7 +82,8 @@ class CnaeConfig(BaseConfig):
     val_fraction: training and early stopping on a held-out split; mves_tol / mves_max_sweeps: MVES's
     stopping rule; device: 'auto' (CUDA when present), 'cpu' or 'cuda'; input_map: the fixed per-channel
     increasing map applied before the networks, "auto", "quantile" (normal scores) or "standardise"
-    (see the module docstring)."""
+    (see the module docstring); restarts: whole trainings of g and f from different starts (seed, seed+1,
+    ...; same validation split), the one with the lowest validation loss kept before MVES."""
 
     hidden: int = 128
     lr: float = 1e-3
@@ -99,6 +100,7 @@ class CnaeConfig(BaseConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     inference_batch_size: int = 8192
     input_map: Literal["auto", "quantile", "standardise"] = "auto"
+    restarts: int = 1
 
     def validate(self) -> None:
         checks = [
@@ -115,6 +117,7 @@ class CnaeConfig(BaseConfig):
             (self.mves_tol > 0, "mves_tol must be > 0"),
             (self.mves_max_sweeps >= 1, "mves_max_sweeps must be >= 1"),
             (self.inference_batch_size >= 1, "inference_batch_size must be >= 1"),
+            (self.restarts >= 1, "restarts must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -288,9 +291,9 @@ def _interp(values: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
 
 
 def _loaders(
-    x: torch.Tensor, config: CnaeConfig, train_index: np.ndarray, val_index: np.ndarray
+    x: torch.Tensor, config: CnaeConfig, train_index: np.ndarray, val_index: np.ndarray, seed: int
 ) -> tuple[DataLoader, DataLoader]:
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(seed)
     train = _IndexedRows(x, train_index)
     val = _IndexedRows(x, val_index)
     train_sampler = BatchSampler(
@@ -346,34 +349,62 @@ def build_trainer(config: CnaeConfig, workdir: Path, context: FitContext) -> tup
     return trainer, checkpoint
 
 
-def run(scene: Scene, config: CnaeConfig, context: FitContext) -> MethodOutput:
-    """Train g and f with the augmented Lagrangian, select on val_loss, then MVES on g(x)."""
-    L.seed_everything(config.seed, verbose=False)
-    Y = scene.Y.astype(np.float64)
+@dataclasses.dataclass
+class _Start:
+    """One training of g and f: the module at its best checkpoint, its score and where it stopped."""
+
+    module: CnaeModule
+    val_loss: float
+    epochs: int
+    checkpoint_path: str | None
+
+
+def _train_once(scene: Scene, Y: np.ndarray, config: CnaeConfig, context: FitContext, seed: int,
+                split: tuple[np.ndarray, np.ndarray], workdir: Path) -> _Start:
+    """Train g and f from the start drawn with `seed` and reload the checkpoint with the best val_loss."""
+    L.seed_everything(seed, verbose=False)
     module = CnaeModule(config_to_dict(config), scene.n_channels, scene.n_pixels)
     module.fit_input_map(Y)
-    x = module.to_network(Y)
-    train_index, val_index = split_indices(scene.n_pixels, config.val_fraction, config.seed)
-    train_loader, val_loader = _loaders(torch.as_tensor(x), config, train_index, val_index)
-
-    workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="cnae-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    if context.resume_from is not None and not Path(context.resume_from).is_file():
-        raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
+    x = torch.as_tensor(module.to_network(Y))
+    train_loader, val_loader = _loaders(x, config, *split, seed)
     trainer, checkpoint = build_trainer(config, workdir, context)
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=context.resume_from)
-
     best = checkpoint.best_model_path
     if best:
         state = torch.load(best, map_location=module.device, weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
+    return _Start(module, score, int(trainer.current_epoch), str(best) if best else None)
+
+
+def run(scene: Scene, config: CnaeConfig, context: FitContext) -> MethodOutput:
+    """Train g and f with the augmented Lagrangian (from `restarts` starts), select on val_loss, then MVES
+    on g(x)."""
+    Y = scene.Y.astype(np.float64)
+    split = split_indices(scene.n_pixels, config.val_fraction, config.seed)
+    workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="cnae-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if context.resume_from is not None and not Path(context.resume_from).is_file():
+        raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
+    if context.resume_from is not None and config.restarts > 1:
+        raise ConfigError("resuming needs restarts = 1 (a checkpoint belongs to one start)")
+    starts = [_train_once(scene, Y, config, context, config.seed + restart, split,
+                          workdir if config.restarts == 1 else workdir / f"start-{restart}")
+              for restart in range(config.restarts)]
+    scores = [start.val_loss for start in starts]
+    chosen = min(range(len(starts)), key=lambda i: scores[i] if np.isfinite(scores[i]) else np.inf)
+    module, best = starts[chosen].module, starts[chosen].checkpoint_path
+    x = module.to_network(Y)
     module.to(resolve_accelerator(config.device))  # Lightning hands the model back on the CPU
     estimates = unmix(module, x, config)
     metrics = {
-        "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan"),
-        "epochs": float(trainer.current_epoch),
+        "val_loss": scores[chosen],
+        "epochs": float(starts[chosen].epochs),
         "constraint_rmse": float(np.sqrt(np.mean((module.latent(x).sum(axis=1) - 1.0) ** 2))),
     }
+    if config.restarts > 1:
+        metrics["restart_chosen"] = float(chosen)
+        metrics["val_loss_worst_restart"] = max(scores)
     return MethodOutput(
         abundances=estimates["abundances"],
         endmembers=estimates["endmembers"],
@@ -381,6 +412,6 @@ def run(scene: Scene, config: CnaeConfig, context: FitContext) -> MethodOutput:
         linear_mixture=estimates["linear_mixture"],
         curves={"inputs": estimates["curve_inputs"], "outputs": estimates["curve_outputs"]},
         metrics=metrics,
-        epochs=int(trainer.current_epoch),
-        checkpoint_path=str(best) if best else None,
+        epochs=starts[chosen].epochs,
+        checkpoint_path=best,
     )

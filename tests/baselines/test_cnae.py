@@ -110,3 +110,42 @@ def test_standardise_map_matches_plain_standardisation(small_scene):
     module.fit_input_map(Y)
     assert not module.quantile_channels.any()
     assert np.allclose(module.to_network(Y), (Y - Y.mean(0)) / Y.std(0), atol=1e-5)
+
+
+def _best_val_loss(folder) -> float:
+    """The best val_loss that ModelCheckpoint recorded in a start's best checkpoint."""
+    (path,) = folder.glob("checkpoints/best-*.ckpt")
+    states = torch.load(path, map_location="cpu", weights_only=False)["callbacks"]
+    (score,) = [state["best_model_score"] for key, state in states.items()
+                if key.startswith("ModelCheckpoint") and "'monitor': 'val_loss'" in key]
+    return float(score)
+
+
+def test_restarts_keep_the_start_with_the_lowest_validation_loss(small_scene, tmp_path):
+    """Starts use seeds seed, seed+1, ... on one validation split; the best val_loss is kept, before MVES."""
+    single = fit("cnae", small_scene, {**TINY, "seed": 0}, progress_bar=False)
+    both = fit("cnae", small_scene, {**TINY, "seed": 0, "restarts": 2}, workdir=tmp_path, progress_bar=False)
+    per_start = [_best_val_loss(tmp_path / f"start-{i}") for i in (0, 1)]
+    assert per_start[0] == pytest.approx(single.metrics["val_loss"])  # start 0 is the single fit
+    assert per_start[0] != pytest.approx(per_start[1])  # start 1 is another training
+    chosen = int(both.metrics["restart_chosen"])
+    assert chosen == int(np.argmin(per_start))
+    assert both.metrics["val_loss"] == pytest.approx(min(per_start))
+    assert both.metrics["val_loss_worst_restart"] == pytest.approx(max(per_start))
+    if chosen == 0:
+        np.testing.assert_array_equal(both.abundances, single.abundances)
+    else:
+        assert not np.allclose(both.abundances, single.abundances, atol=1e-3)
+    assert "restart_chosen" not in single.metrics
+
+
+def test_restarts_are_checked_and_cannot_resume(small_scene, tmp_path):
+    from nisca.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="restarts must be >= 1"):
+        fit("cnae", small_scene, {**TINY, "restarts": 0}, progress_bar=False)
+    first = fit("cnae", small_scene, {**TINY, "max_epochs": 1}, workdir=tmp_path / "a", progress_bar=False)
+    assert first.checkpoint_path
+    with pytest.raises(ConfigError, match="resuming needs restarts = 1"):
+        fit("cnae", small_scene, {**TINY, "restarts": 2}, workdir=tmp_path / "b",
+            resume_from=str(tmp_path / "a" / "checkpoints" / "last.ckpt"), progress_bar=False)
