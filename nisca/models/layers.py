@@ -6,8 +6,9 @@ channels. With ReLU units each f_n is piecewise linear with H knots, so the forw
 sort every channel's knots (starting from the previous call's order, nearly sorted while training), find
 each input's bucket among them by binary search and use prefix sums over the buckets
 (`PiecewiseLinearReLU`, O(N (H + B) log H)) instead of materialising the B x N x H hidden activations;
-small problems (`dense_limit`, per device) and the monotone variant with tanh units use the dense batched form. See
-benchmarks/decoder_throughput.py for the measured speed against a loop of N networks.
+small problems (`dense_limit`, per device type) and the monotone variant with tanh units use the dense
+batched form. See benchmarks/decoder_throughput.py for the measured speed against a loop of N networks,
+and benchmarks/dense_limit.py for where each form is faster.
 """
 
 from __future__ import annotations
