@@ -4,7 +4,7 @@ The refinement trains the decoder on the exact log-likelihood: every step scores
 point of a 12,000-point simplex lattice, decoded through all N channels (docs/results.md A6). On the CPU
 that made a Samson-sized epoch (156 channels, K = 3) cost 11-19 s, so the option set of A8 was out of
 reach on wide scenes. This script fits NISCA on Samson (`--data`, or $NISCA_SHARED_DATA/hyperspectral/
-Samson.npz; a random post-nonlinear scene of the same size when absent) with `--epochs` ordinary epochs
+Samson.npz; a synthetic post-nonlinear scene of the same size when absent) with `--epochs` ordinary epochs
 then `--refine` refinement epochs, and prints the median wall time of each kind of training epoch and
 the whole fit, per device and batch size.
 
@@ -48,7 +48,7 @@ class EpochTimes(L.Callback):
 
 
 def load_scene(data: Path | None, pixels: int | None):
-    """Samson (original truth) when found, else a random PNL scene of its size; optionally subsampled."""
+    """Samson (original truth) when found, else a synthetic PNL scene of its size; optionally subsampled."""
     from nisca.data import io
     from nisca.data.scene import Scene
     from nisca.data.synthetic import simulate_pnl
@@ -57,8 +57,11 @@ def load_scene(data: Path | None, pixels: int | None):
     path = data or root / "hyperspectral" / "Samson.npz"
     if path.is_file():
         scene, label = io.load_scene(path, truth_version="original"), f"Samson ({path})"
+    elif data is not None:
+        raise SystemExit(f"refine_epoch: no scene file at {data}")
     else:
-        scene, label = simulate_pnl(156, 3, 9025, 30.0, nonlinearity="thesis", seed=0), "random PNL 9025x156"
+        scene = simulate_pnl(156, 3, 9025, 30.0, nonlinearity="random_monotone", seed=0)
+        label = f"Samson not found under {root}; simulate_pnl 9025 x 156, random_monotone f"
     if pixels is not None and pixels < scene.n_pixels:
         scene = Scene(scene.Y[:pixels], name=f"{scene.name}-first-{pixels}")  # timing only: no truth needed
         label += f", first {pixels} pixels"
