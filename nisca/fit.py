@@ -7,6 +7,7 @@ Model selection inside a runner never sees the truth: runners receive the scene 
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,17 @@ class FitContext:
     workdir: Path | None = None  # checkpoints and logs go here; None uses a temporary folder
     resume_from: str | None = None  # a checkpoint written by an earlier run of the same config
     progress_bar: bool = True
+
+    def training_folder(self, prefix: str, restarts: int = 1) -> Path:
+        """The folder a trained method writes to (`workdir`, or a fresh temporary one named `prefix`...),
+        after checking the resume point: it must exist and belong to a single start."""
+        if self.resume_from is not None and not Path(self.resume_from).is_file():
+            raise ConfigError(f"resume checkpoint not found: {self.resume_from}")
+        if self.resume_from is not None and restarts > 1:
+            raise ConfigError("resuming needs restarts = 1 (a checkpoint belongs to one start)")
+        folder = Path(self.workdir) if self.workdir is not None else Path(tempfile.mkdtemp(prefix=prefix))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
 
 @dataclass

@@ -48,7 +48,6 @@ On the "original" and "linear" generators no channel passes SKEW_LIMIT, so "auto
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -382,12 +381,7 @@ def run(scene: Scene, config: CnaeConfig, context: FitContext) -> MethodOutput:
     on g(x)."""
     Y = scene.Y.astype(np.float64)
     split = split_indices(scene.n_pixels, config.val_fraction, config.seed)
-    workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="cnae-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    if context.resume_from is not None and not Path(context.resume_from).is_file():
-        raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
-    if context.resume_from is not None and config.restarts > 1:
-        raise ConfigError("resuming needs restarts = 1 (a checkpoint belongs to one start)")
+    workdir = context.training_folder("cnae-", config.restarts)
     starts = [_train_once(scene, Y, config, context, config.seed + restart, split,
                           workdir if config.restarts == 1 else workdir / f"start-{restart}")
               for restart in range(config.restarts)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -350,12 +349,7 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
     x = ((Y - offset) / scale).astype(np.float32)
     s2 = _noise_variance(Y, config)
 
-    workdir = Path(context.workdir) if context.workdir is not None else Path(tempfile.mkdtemp(prefix="nisca-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    if context.resume_from is not None and not Path(context.resume_from).is_file():
-        raise ConfigError(f"resume checkpoint not found: {context.resume_from}")
-    if context.resume_from is not None and config.restarts > 1:
-        raise ConfigError("resuming needs restarts = 1 (a checkpoint belongs to one start)")
+    workdir = context.training_folder("nisca-", config.restarts)
     if context.resume_from is not None and getattr(config, "linear_first", False):
         raise ConfigError("resuming needs linear_first = false (a checkpoint belongs to one phase)")
     runs = []
