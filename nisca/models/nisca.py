@@ -355,7 +355,9 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
     runs = []
     for restart in range(config.restarts):
         folder = workdir if config.restarts == 1 else workdir / f"start-{restart}"
-        runs.append(_train_once(Y, x, config, context, s2, offset, scale, config.seed + restart, folder))
+        inits = config.restart_inits
+        start = dataclasses.replace(config, init=inits[restart % len(inits)]) if inits else config
+        runs.append(_train_once(Y, x, start, context, s2, offset, scale, config.seed + restart, folder))
     chosen, choice_metrics = _choose_start(runs, x, config)
     plan, best = runs[chosen].plan, runs[chosen].path
 

@@ -95,6 +95,9 @@ class VariationalConfig(BaseConfig):
       starts are one model class fitted to the same data, so this is the optimiser's own objective on
       ten times the pixels of the held-out split: on a 30 dB thesis scene the 300 held-out pixels ranked
       three starts against their recovery, all 3,000 pixels with it (docs/results.md, A8).
+      restart_inits: the init of each start in turn (start r takes restart_inits[r % length]; empty: every
+      start takes `init`). Starts that differ only in their seed fall into the same basin more often than
+      starts from different inits (docs/results.md, A10).
     device: 'auto' (CUDA when present), 'cpu' or 'cuda'. precision: 'auto' (bf16-mixed on a CUDA device
       that supports it for scenes of 64+ channels, else 32-true), '32-true', 'bf16-mixed', '16-mixed'.
     """
@@ -119,6 +122,7 @@ class VariationalConfig(BaseConfig):
     vca_restarts: int = 8
     restarts: int = 1
     restart_choice: Literal["val_loss", "likelihood"] = "val_loss"
+    restart_inits: tuple[Literal["vca", "mves", "random"], ...] = ()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     num_workers: int = 0
