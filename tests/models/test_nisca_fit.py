@@ -233,6 +233,27 @@ def test_restarts_keep_the_start_with_the_lowest_validation_loss(small_scene, tm
         fit("nisca", small_scene, {**TINY, "restarts": 2}, resume_from=single.checkpoint_path)
 
 
+def test_restart_inits_give_each_start_its_own_init(small_scene, tmp_path, monkeypatch):
+    """Start r takes restart_inits[r % length] (start 0 = the single fit with that init); unknown inits are
+    config errors."""
+    import nisca.models.nisca as nisca_model
+
+    used = []
+    initial_mixing = nisca_model._initial_mixing
+    monkeypatch.setattr(nisca_model, "_initial_mixing",
+                        lambda Y, config, *args: used.append(config.init) or initial_mixing(Y, config, *args))
+    settings = {**TINY, "restarts": 3, "restart_inits": ["random", "vca"]}
+    three = fit("nisca", small_scene, settings, workdir=tmp_path / "three", progress_bar=False)
+    assert used == ["random", "vca", "random"]
+    single = fit("nisca", small_scene, {**TINY, "init": "random"}, workdir=tmp_path / "one", progress_bar=False)
+    start0 = load_checkpoint(str(next((tmp_path / "three" / "start-0" / "checkpoints").glob("best-*.ckpt"))))
+    np.testing.assert_allclose(start0.module.mixing.weight.detach().numpy(),
+                               load_checkpoint(single.checkpoint_path).module.mixing.weight.detach().numpy())
+    assert three.metrics["restart_chosen"] in (0.0, 1.0, 2.0)
+    with pytest.raises(ConfigError, match="restart_inits"):
+        fit("nisca", small_scene, {**TINY, "restart_inits": ["vca", "pca"]})
+
+
 def _exact_nll(checkpoint_path: str, Y: np.ndarray) -> float:
     """-log p(x) per pixel of every pixel under a saved model, in its scaled units (z summed out)."""
     from nisca.models.lattice import default_resolution, lattice_log_likelihood, simplex_lattice
