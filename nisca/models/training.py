@@ -96,8 +96,8 @@ class VariationalConfig(BaseConfig):
       ten times the pixels of the held-out split: on a 30 dB thesis scene the 300 held-out pixels ranked
       three starts against their recovery, all 3,000 pixels with it (docs/results.md, A8).
       restart_inits: the init of each start in turn (start r takes restart_inits[r % length]; empty: every
-      start takes `init`). Starts that differ only in their seed fall into the same basin more often than
-      starts from different inits (docs/results.md, A10).
+      start takes `init`). On a 30 dB thesis scene six starts from VCA stayed in one basin and a start
+      from random weights found the truth's (docs/results.md, A10).
     device: 'auto' (CUDA when present), 'cpu' or 'cuda'. precision: 'auto' (bf16-mixed on a CUDA device
       that supports it for scenes of 64+ channels, else 32-true), '32-true', 'bf16-mixed', '16-mixed'.
     """
