@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           "| latent MSE | R^2 | epochs |")
     print("|---|---|---|---|---|---|")
     for start in range(args.starts):
-        run = nisca._train_once(Y, x, config, FitContext(progress_bar=False), s2, offset, scale,
-                                args.seed + start, Path(tempfile.mkdtemp(prefix="nisca-start-")))
+        start_config, init_seed = nisca.start_of(config, start)  # as run_variational draws its starts
+        run = nisca._train_once(Y, x, start_config, FitContext(progress_bar=False), s2, offset, scale,
+                                init_seed, Path(tempfile.mkdtemp(prefix="nisca-start-")))
         estimates = nisca._infer(run.plan, x, config)
         metrics = score(scene, abundances=estimates["abundances"], linear_mixture=estimates["linear_mixture"])
         means, noise = run.plan.module.lattice_means_in_data_units(lattice)

@@ -339,6 +339,14 @@ def _choose_start(runs: list[_Training], x: np.ndarray, config: VariationalConfi
     return chosen, {"exact_nll_chosen": nll[chosen], "exact_nll_worst_restart": max(nll)}
 
 
+def start_of(config: VariationalConfig, restart: int) -> tuple[VariationalConfig, int]:
+    """Start `restart`'s config (its entry of `restart_inits`, when given) and the seed that draws it
+    (seed + restart). The config keeps `seed`, which fixes the validation split of every start."""
+    inits = config.restart_inits
+    start = dataclasses.replace(config, init=inits[restart % len(inits)]) if inits else config
+    return start, config.seed + restart
+
+
 def run_variational(scene: Scene, config: VariationalConfig, context: FitContext) -> MethodOutput:
     """Train NISCA or VASCA (by the config's type) on `scene` and return its estimates. With
     `restarts` > 1 the model is trained from that many starts and one is kept by `restart_choice`: the
@@ -355,9 +363,8 @@ def run_variational(scene: Scene, config: VariationalConfig, context: FitContext
     runs = []
     for restart in range(config.restarts):
         folder = workdir if config.restarts == 1 else workdir / f"start-{restart}"
-        inits = config.restart_inits
-        start = dataclasses.replace(config, init=inits[restart % len(inits)]) if inits else config
-        runs.append(_train_once(Y, x, start, context, s2, offset, scale, config.seed + restart, folder))
+        start, init_seed = start_of(config, restart)
+        runs.append(_train_once(Y, x, start, context, s2, offset, scale, init_seed, folder))
     chosen, choice_metrics = _choose_start(runs, x, config)
     plan, best = runs[chosen].plan, runs[chosen].path
 
