@@ -13,7 +13,6 @@ linear unmixing with the reference spectra is from the reference fractions).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("NISCA_SHARED_DATA", REPO.parent / "shared" / "data"))
+from nisca.data.catalog import shared_data_dir
+
+DEFAULT_DATA = shared_data_dir()
 
 
 def main(argv: list[str] | None = None) -> int:

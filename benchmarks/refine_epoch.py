@@ -15,7 +15,6 @@ the whole fit, per device and batch size.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -50,10 +49,11 @@ class EpochTimes(L.Callback):
 def load_scene(data: Path | None, pixels: int | None):
     """Samson (original truth) when found, else a synthetic PNL scene of its size; optionally subsampled."""
     from nisca.data import io
+    from nisca.data.catalog import shared_data_dir
     from nisca.data.scene import Scene
     from nisca.data.synthetic import simulate_pnl
 
-    root = Path(os.environ.get("NISCA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    root = shared_data_dir()
     path = data or root / "hyperspectral" / "Samson.npz"
     if path.is_file():
         scene, label = io.load_scene(path, truth_version="original"), f"Samson ({path})"

@@ -20,7 +20,6 @@ whose numbers mean nothing. --max-epochs caps NISCA, VASCA and CNAE (default: ea
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -30,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nisca.data.catalog import shared_data_dir
 from nisca.data.scene import Scene, Truth
 from nisca.errors import NiscaError
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("NISCA_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_DATA = shared_data_dir()
 QUICK_PIXELS = 600
 # Published / reference figures (aRMSE %, SAD deg) shown beside ours, with where they come from.
 REFERENCES: dict[tuple[str, str], list[tuple[str, float, float, str]]] = {

@@ -10,9 +10,7 @@ the search never sees either.
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 from ray import tune
 
@@ -25,12 +23,11 @@ TRUTH = "original"
 
 def samson_scene() -> dict:
     """The cached catalog scene, else the shared benchmark file; a DataError saying how to get it."""
-    from nisca.data.catalog import available_scene
+    from nisca.data.catalog import available_scene, shared_data_dir
 
     if available_scene("samson") is not None:
         return {"catalog": "samson", "truth_version": TRUTH}
-    root = Path(os.environ.get("NISCA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    shared = root / "hyperspectral" / "Samson.npz"
+    shared = shared_data_dir() / "hyperspectral" / "Samson.npz"
     if shared.is_file():
         return {"file": str(shared), "truth_version": TRUTH}
     raise DataError(f"Samson is neither in the data cache nor at {shared}: run `nisca data fetch samson` "

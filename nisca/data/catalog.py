@@ -168,6 +168,13 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "nisca"
 
 
+def shared_data_dir() -> Path:
+    """The project's benchmark scenes with ground truth: `$NISCA_SHARED_DATA`, else ../shared/data beside the
+    repository (read-only; tests skip when it is absent)."""
+    root = os.environ.get("NISCA_SHARED_DATA")
+    return Path(root) if root else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
 def entry(name: str) -> CatalogEntry:
     """The catalog entry `name`, or a DataError listing the known names."""
     try:

@@ -185,3 +185,15 @@ def test_import_a_ready_scene_file(shared_data):
     path = catalog.import_files("samson", [shared_data / "hyperspectral" / "Samson.npz"], log=lambda m: None)
     scene = catalog.load_catalog_scene("samson", truth_version="misicnet")
     assert path.name == "samson.npz" and scene.n_pixels == 9025 and scene.truth.label == "misicnet"
+
+
+def test_shared_data_dir_is_the_environment_variable_else_the_folder_beside_the_repository(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from nisca.data.catalog import shared_data_dir
+
+    monkeypatch.setenv("NISCA_SHARED_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path
+    monkeypatch.delenv("NISCA_SHARED_DATA")
+    repository = Path(__file__).resolve().parents[2]
+    assert shared_data_dir() == repository.parent / "shared" / "data"
