@@ -7,7 +7,7 @@ scene of the thesis benchmark (studies/thesis_tables.py: N = K = 3, 3000 pixels,
 prints, per start, both blind scores beside what they should predict (latent MSE and R^2 against the
 truth), so one can see which score picks the start that recovers best. The truth is used only to score.
 
-    python benchmarks/restart_ranking.py [--snr 30] [--seed 2] [--starts 3] [--set refine_epochs=300 ...]
+    python benchmarks/restart_ranking.py [--snr 30] [--seed 2] [--starts 3] [--first-start 0] [--set refine_epochs=300 ...]
 
 Default config: NISCA's defaults with at most 300 epochs and `refine_epochs: 300` (A7's restarts).
 """
@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snr", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=2, help="scene seed = validation split seed")
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--first-start", type=int, default=0,
+                        help="index of the first start (init seed = seed + index), to split starts over processes")
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| start | held-out exact NLL ({held_out} pixels, scaled units) | exact log p(x), every pixel (data units) "
           "| latent MSE | R^2 | epochs |")
     print("|---|---|---|---|---|---|")
-    for start in range(args.starts):
+    for start in range(args.first_start, args.first_start + args.starts):
         start_config, init_seed = nisca.start_of(config, start)  # as run_variational draws its starts
         run = nisca._train_once(Y, x, start_config, FitContext(progress_bar=False), s2, offset, scale,
                                 init_seed, Path(tempfile.mkdtemp(prefix="nisca-start-")))

@@ -103,13 +103,17 @@ def _noise_variance(Y: np.ndarray, config: VariationalConfig) -> float:
 
 def _initial_mixing(Y: np.ndarray, config: VariationalConfig, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """A (N, K) in scaled units: VCA's endmembers (largest simplex of `vca_restarts` runs), MVES's
-    (the minimum-volume enclosing simplex), or standard normal entries."""
+    (the minimum-volume enclosing simplex), sum-to-one NMF's, or standard normal entries."""
     if config.init == "random":
         return np.random.default_rng(config.seed).standard_normal((Y.shape[1], config.latent_dim))
     if config.init == "vca":
         from nisca.baselines.vca import vca_max_volume
 
         endmembers, _ = vca_max_volume(Y, config.latent_dim, seed=config.seed, restarts=config.vca_restarts)
+    elif config.init == "nmf":
+        from nisca.baselines.nmf import nmf
+
+        endmembers, _, _ = nmf(Y, config.latent_dim, seed=config.seed)
     else:
         from nisca.baselines.mves import mves
 

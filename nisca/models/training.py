@@ -84,7 +84,8 @@ class VariationalConfig(BaseConfig):
     standardize: 'channel' (centre and scale each channel to unit variance; the noise variance is scaled
       with it, so the likelihood is unchanged), 'global' (one scale for all channels) or 'none'.
     init: 'vca' (A starts at VCA's endmembers, nisca.baselines.vca; pairs with a residual nonlinearity),
-      'mves' (MVES's endmembers, nisca.baselines.mves: no pure pixels needed, slower on big scenes) or
+      'mves' (MVES's endmembers, nisca.baselines.mves: no pure pixels needed, slower on big scenes),
+      'nmf' (sum-to-one NMF's endmembers, nisca.baselines.nmf: a least-squares fit of the whole scene) or
       'random' (standard normal entries, the thesis' start). vca_restarts: VCA runs for the warm start;
       the largest simplex is kept (nisca.baselines.vca.vca_max_volume).
     restarts: whole trainings from different starts (seed, seed+1, ...; same validation split), the one
@@ -118,11 +119,11 @@ class VariationalConfig(BaseConfig):
     patience: int = 30
     val_fraction: float = 0.1
     standardize: Literal["channel", "global", "none"] = "channel"
-    init: Literal["vca", "mves", "random"] = "vca"
+    init: Literal["vca", "mves", "nmf", "random"] = "vca"
     vca_restarts: int = 8
     restarts: int = 1
     restart_choice: Literal["val_loss", "likelihood"] = "val_loss"
-    restart_inits: tuple[Literal["vca", "mves", "random"], ...] = ()
+    restart_inits: tuple[Literal["vca", "mves", "nmf", "random"], ...] = ()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     num_workers: int = 0

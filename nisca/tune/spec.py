@@ -41,6 +41,16 @@ EPOCH_METRICS = ("val_loss", "train_loss")
 BLIND_FINAL_METRICS = ("reconstruction_rmse",)  # computed from Y alone: comparable across every method
 TRUTH_METRICS = ("abundance_mse", "abundance_rmse", "sad_deg", "sad_purest_deg", "subspace_distance",
                  "r2_nonlinearity", "amari_distance")
+PHASED_FIELDS = ("linear_first", "refine_epochs", "restarts")  # switched on: one trial trains several times
+
+
+def trains_in_phases(params: Mapping[str, Any]) -> bool:
+    """Whether a method config trains more than once in one fit: `linear_first` (a linear phase, then f
+    freed), `refine_epochs` > 0 (an exact-likelihood refinement after the bound) or `restarts` > 1.
+    Its epochs are not one run, so such a trial reports once, at the end (like a classic method):
+    ASHA has no epoch curve to judge, and a checkpoint of one phase cannot resume the others."""
+    return (bool(params.get("linear_first")) or int(params.get("refine_epochs") or 0) > 0
+            or int(params.get("restarts") or 1) > 1)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Trained methods (Lightning) report `val_loss`/`train_loss` with a checkpoint after every epoch
 (nisca/tune/callbacks.py), so ASHA can stop them early and a restored trial resumes from its last
-checkpoint. Classic methods run once. Every trial ends with one final report carrying the full
+checkpoint. Classic methods run once, and so do fits that train more than once (`linear_first`,
+`refine_epochs`, `restarts`: nisca.tune.spec.trains_in_phases): they report only at the end, and an
+interrupted one restarts from its beginning. Every trial ends with one final report carrying the full
 FitResult metrics (truth metrics too when the scene has a matching truth; they are never used for
 selection unless the study says so), `reconstruction_rmse` (computed from Y alone: the blind metric
 every method reports, so methods of both families can be compared without ground truth), and the
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from nisca.tune.callbacks import BEST_FILE, BEST_PATH_FILE, CHECKPOINT_FILE
+from nisca.tune.spec import trains_in_phases
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def nisca_trial(config: dict[str, Any], scenes: Mapping[str, Any], settings: Tri
     try:
         resume_from = _restore(checkpoint, workdir, base)
         callbacks = []
-        if settings.trained[method]:
+        if settings.trained[method] and not trains_in_phases(params):
             from nisca.tune.callbacks import TuneReportCheckpoint
 
             callbacks.append(TuneReportCheckpoint(base))

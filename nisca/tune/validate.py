@@ -18,11 +18,13 @@ from nisca.errors import ConfigError, NiscaError
 from nisca.tune.spec import (
     BLIND_FINAL_METRICS,
     EPOCH_METRICS,
+    PHASED_FIELDS,
     SCHEDULERS,
     SEARCHERS,
     TRUTH_METRICS,
     StudySpec,
     build_scene,
+    trains_in_phases,
 )
 
 BUDGET_FIELDS = ("max_epochs", "epochs")
@@ -141,13 +143,15 @@ def _check_space(spec: StudySpec, method: str, space: Any, config_cls: type) -> 
             raise ConfigError(f"{where}: {name!r} is set by the study's `seeds`, not searched per method")
     if "latent_dim" in values and spec.latent_dims is not None:
         raise ConfigError(f"{where}: latent_dim is both searched and set by the study's `latent_dims`")
-    if "restarts" in values:
-        raise ConfigError(f"{where}: 'restarts' is for single fits (a trial reports one training); "
-                          "list more `seeds` in the study instead")
-    for name in ("linear_first", "refine_epochs"):
-        if name in searches or values.get(name):  # switched on or searched (refine_epochs: 0 is fine)
-            raise ConfigError(f"{where}: {name!r} is for single fits (its two trainings cannot resume "
-                              "a trial from one checkpoint)")
+    for name in PHASED_FIELDS:
+        if spec.scheduler == "asha" and name in values and (name in searches or trains_in_phases({name: values[name]})):
+            raise ConfigError(f"{where}: {name!r} trains more than once per fit, so such a trial reports once, at "
+                              "the end, with no epoch curve for ASHA to judge; use scheduler 'none' (an interrupted "
+                              "trial then restarts from its beginning)")
+    if "refine_epochs" in searches and spec.metric.startswith("val_"):
+        raise ConfigError(f"{where}: searching 'refine_epochs' with metric {spec.metric!r} compares the exact "
+                          "held-out likelihood (refined) with a bound on it (not refined); fix it, or select on "
+                          "another metric")
     objective = values.get("objective", getattr(config_cls, "objective", None))  # the config's default if unset
     bound_changes = "objective" in searches or ("mc_samples" in searches and objective == "iwae")
     if bound_changes and spec.metric.startswith("val_"):

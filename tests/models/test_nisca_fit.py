@@ -356,3 +356,17 @@ def test_mves_warm_start_puts_a_at_the_enclosing_simplex():
     truth = (scene.truth.endmembers - offset[:, None]) / scale[:, None]
     distances = np.linalg.norm(A[:, :, None] - truth[:, None, :], axis=0)  # (estimated, true)
     assert distances.min(axis=0).max() < 0.05 * np.linalg.norm(truth, axis=0).min()
+
+
+def test_nmf_warm_start_puts_a_at_nmf_endmembers():
+    """init='nmf': A starts at sum-to-one NMF's endmembers (in the model's scaled units); on noiseless
+    linear data with pure pixels they are the true endmembers."""
+    from nisca.models.nisca import NiscaConfig, _initial_mixing, scaling
+
+    scene = simulate_pnl(10, 3, 500, None, nonlinearity="linear", seed=0, pure_pixels=True)
+    Y = scene.Y.astype(np.float64)
+    offset, scale = scaling(Y, "channel")
+    A = _initial_mixing(Y, NiscaConfig(latent_dim=3, init="nmf"), offset, scale)
+    truth = (scene.truth.endmembers - offset[:, None]) / scale[:, None]
+    distances = np.linalg.norm(A[:, :, None] - truth[:, None, :], axis=0)  # (estimated, true)
+    assert distances.min(axis=0).max() < 0.05 * np.linalg.norm(truth, axis=0).min()

@@ -38,13 +38,15 @@ def spec(**changes) -> StudySpec:
         ({"resources": {"cpu": 0}}, ConfigError, ["resources.cpu"]),
         ({"latent_dims": [9]}, DataError, ["K = 9", "6 channels"]),
         ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "restarts": 3}}}, ConfigError,
-         ["restarts", "seeds"]),
+         ["restarts", "ASHA", "scheduler 'none'"]),
         ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "linear_first": True}}}, ConfigError,
-         ["linear_first", "single fits"]),
+         ["linear_first", "ASHA", "scheduler 'none'"]),
         ({"methods": {"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "refine_epochs": 50}}}, ConfigError,
-         ["refine_epochs", "single fits"]),
+         ["refine_epochs", "ASHA", "scheduler 'none'"]),
         ({"methods": {"nisca": {"refine_epochs": tune.choice([0, 50])}}}, ConfigError,
-         ["refine_epochs", "single fits"]),
+         ["refine_epochs", "ASHA", "scheduler 'none'"]),
+        ({"methods": {"nisca": {"refine_epochs": tune.choice([0, 50])}}, "scheduler": "none"}, ConfigError,
+         ["'refine_epochs'", "val_loss", "bound"]),
         ({"methods": {"nisca": {"objective": tune.choice(["elbo", "iwae"]), "mc_samples": 4}}}, ConfigError,
          ["'objective'", "val_loss", "different bounds"]),
         ({"methods": {"nisca": {"mc_samples": tune.choice([2, 8])}}}, ConfigError,
@@ -72,9 +74,15 @@ def test_bad_spec_never_starts_ray_nor_writes_the_experiment(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_single_fit_options_switched_off_are_accepted_in_a_study():
+def test_training_phase_options_switched_off_are_accepted_under_asha():
     check_study(spec(methods={"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "refine_epochs": 0,
-                                        "linear_first": False}}))
+                                        "linear_first": False, "restarts": 1}}))
+
+
+def test_training_phase_options_are_accepted_without_a_scheduler():
+    """linear_first, refinement and restarts report once per trial: fine when nothing prunes on epochs."""
+    check_study(spec(scheduler="none", methods={"nisca": {"lr_encoder": tune.uniform(0.1, 0.2), "linear_first": True,
+                                                          "refine_epochs": 50, "restarts": tune.choice([1, 2])}}))
 
 
 def test_define_by_run_space_is_checked_against_the_config():
