@@ -63,6 +63,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "long": {"patience": 100, "max_epochs": 1000},
     "lattice": {"inference": "lattice"},
     "refine": {"refine_epochs": 300},
+    "nmf-init": {"init": "nmf"},
+    "nmf-linear-first": {"init": "nmf", "linear_first": True},
 }
 SCENES = {  # name -> (nonlinearity, channels, K, snr[, noise reference])
     "thesis 3x3": ("thesis", 3, 3, 20.0),

@@ -234,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 20 dB, 300 samples, 3 epochs (tests)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (to add seeds to a run)")
     parser.add_argument("--samples", type=int, default=5000, help="pixels per scene (default 5000)")
     parser.add_argument("--max-epochs", type=int, default=200, help="epoch cap per fit (default 200)")
     parser.add_argument("--methods", nargs="+", default=METHODS, help=f"default: {' '.join(METHODS)}")
@@ -262,9 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_method = overrides_by_method(args.methods, overrides)
     except ConfigError as error:
         raise SystemExit(f"thesis_tables: {error}") from None
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     jobs = [Job(method, data, snr, seed, args.samples, args.max_epochs, args.noise_reference,
                 tuple(per_method[method].items()), args.generator)
-            for seed in range(args.seeds) for data in args.data for snr in args.snr for method in args.methods]
+            for seed in seeds for data in args.data for snr in args.snr for method in args.methods]
     start = time.perf_counter()
     csv_path = Path(args.out).with_suffix(".csv") if args.out else None
     if args.from_csv:
@@ -276,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
     header = (
         f"Generator: simulate_pnl N = K = 3, nonlinear = '{args.generator}', linear = 'linear', noise reference "
-        f"'{args.noise_reference}'; {args.samples} samples; seeds 0..{args.seeds - 1}; SNR "
+        f"'{args.noise_reference}'; {args.samples} samples; seeds {seeds[0]}..{seeds[-1]}; SNR "
         f"{', '.join(f'{s:g}' for s in args.snr)} dB; methods' default configs with overrides: {settings}; "
         f"trained methods at most {args.max_epochs} epochs, early stopping and checkpoint selection on the "
         f"validation loss (10 % held out). {len(rows)} fits in {elapsed / 60:.1f} min "
@@ -287,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for snr in args.snr:
         cells = [" / ".join(f"{v:.0f}" for v in channel_snrs("nonlinear", snr, seed, args.samples,
                                                              args.noise_reference, args.generator))
-                 for seed in range(args.seeds)]
-        snr_lines.append(f"- {snr:g} dB: " + "; ".join(f"seed {i}: {c}" for i, c in enumerate(cells)))
+                 for seed in seeds]
+        snr_lines.append(f"- {snr:g} dB: " + "; ".join(f"seed {i}: {c}" for i, c in zip(seeds, cells)))
     text = header + "\n" + "\n".join(snr_lines) + "\n\n" + markdown(rows, args.methods, args.snr)
     ratios = ratio_table(rows, args.snr)
     if ratios:
