@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nisca.tune.runner import load_status, run_study
 from nisca.tune.spec import StudySpec
 
@@ -36,7 +38,7 @@ def test_phased_trial_reports_once_with_the_metrics_of_both_phases(ray_cluster, 
     assert len(phased) == 1 and phased[0]["completed"] == 1
     final = phased[0]
     assert final["nonlinearity_kept"] in (0.0, 1.0)
-    assert final["val_loss"] == min(final["val_loss_linear_refined"], final["val_loss_nonlinear_refined"])
+    assert final["val_loss"] == pytest.approx(min(final["val_loss_linear_refined"], final["val_loss_nonlinear_refined"]))
     assert len(plain) == 4 and [row["completed"] for row in plain] == [0, 0, 0, 1]  # 3 epochs, then the end
     states = {t["method"]: t["state"] for t in load_status(str(tmp_path / "phased"))["trials"].values()}
     assert states == {"nisca": "completed", "vasca": "completed"}
