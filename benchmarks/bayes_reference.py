@@ -60,6 +60,14 @@ def true_decoder_means(scene: Scene, nonlinearity: str, lattice: torch.Tensor) -
     return torch.as_tensor(np.asarray(means, dtype=np.float64))
 
 
+def edge_ratio(mixing: np.ndarray) -> float:
+    """How flat the linear simplex is: the largest over the smallest singular value of its edges
+    A e_k - A e_1 (1 for a regular simplex; a large ratio leaves one direction thin against the noise)."""
+    edges = mixing[:, 1:] - mixing[:, :1]
+    values = np.linalg.svd(edges, compute_uv=False)
+    return float(values[0] / values[-1])
+
+
 def score_truth(scene: Scene, data: str, lattice: torch.Tensor) -> dict[str, dict[str, float]]:
     """The posterior mean's and mode's metrics under the true decoder, and the truth's log p(x)."""
     vertices = true_decoder_means(scene, data, torch.eye(3, dtype=torch.float64)).numpy()
@@ -127,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for metric, value in metrics.items():
                         rows.setdefault((data, estimate, metric, snr), []).append(value)
                 truth = cell["posterior mean"]
-                line = f"{data} {snr:g} dB seed {seed}: truth mse {truth['abundance_mse']:.3g}"
+                line = (f"{data} {snr:g} dB seed {seed}: truth mse {truth['abundance_mse']:.3g}, subspace "
+                        f"{truth['subspace_distance']:.3f}, R^2 {truth['r2_nonlinearity']:.4f}; simplex edge ratio "
+                        f"{edge_ratio(scene.truth.mixing):.1f}")
                 if args.fit:
                     learned = score_learned(scene, seed, overrides, lattice)
                     for estimate in ("NISCA, sampling", "NISCA, exact posterior"):
