@@ -344,29 +344,20 @@ def test_asking_for_cuda_without_a_gpu_is_a_config_error(small_scene):
         fit("nisca", small_scene, {**TINY, "device": "cuda"}, progress_bar=False)
 
 
-def test_mves_warm_start_puts_a_at_the_enclosing_simplex():
-    """init='mves': A starts at MVES's endmembers (in the model's scaled units); on noiseless linear
-    data they are the true endmembers, found without pure pixels."""
+@pytest.mark.parametrize(
+    ("init", "channels", "samples", "seed", "pure_pixels"),
+    [("mves", 5, 800, 2, False),  # the enclosing simplex: found without pure pixels
+     ("nmf", 10, 500, 0, True)],  # sum-to-one NMF: unique with pure pixels (nisca.baselines.nmf)
+)
+def test_warm_start_puts_a_at_the_true_endmembers(init, channels, samples, seed, pure_pixels):
+    """init='mves' / 'nmf': A starts at that method's endmembers (in the model's scaled units); on
+    noiseless linear data they are the true endmembers."""
     from nisca.models.nisca import NiscaConfig, _initial_mixing, scaling
 
-    scene = simulate_pnl(5, 3, 800, None, nonlinearity="linear", seed=2)
+    scene = simulate_pnl(channels, 3, samples, None, nonlinearity="linear", seed=seed, pure_pixels=pure_pixels)
     Y = scene.Y.astype(np.float64)
     offset, scale = scaling(Y, "channel")
-    A = _initial_mixing(Y, NiscaConfig(latent_dim=3, init="mves"), offset, scale)
-    truth = (scene.truth.endmembers - offset[:, None]) / scale[:, None]
-    distances = np.linalg.norm(A[:, :, None] - truth[:, None, :], axis=0)  # (estimated, true)
-    assert distances.min(axis=0).max() < 0.05 * np.linalg.norm(truth, axis=0).min()
-
-
-def test_nmf_warm_start_puts_a_at_nmf_endmembers():
-    """init='nmf': A starts at sum-to-one NMF's endmembers (in the model's scaled units); on noiseless
-    linear data with pure pixels they are the true endmembers."""
-    from nisca.models.nisca import NiscaConfig, _initial_mixing, scaling
-
-    scene = simulate_pnl(10, 3, 500, None, nonlinearity="linear", seed=0, pure_pixels=True)
-    Y = scene.Y.astype(np.float64)
-    offset, scale = scaling(Y, "channel")
-    A = _initial_mixing(Y, NiscaConfig(latent_dim=3, init="nmf"), offset, scale)
+    A = _initial_mixing(Y, NiscaConfig(latent_dim=3, init=init), offset, scale)
     truth = (scene.truth.endmembers - offset[:, None]) / scale[:, None]
     distances = np.linalg.norm(A[:, :, None] - truth[:, None, :], axis=0)  # (estimated, true)
     assert distances.min(axis=0).max() < 0.05 * np.linalg.norm(truth, axis=0).min()
