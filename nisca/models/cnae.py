@@ -5,7 +5,9 @@
     loss     mean_i ||x_i - f(g(x_i))||^2 + mean_i lambda_i c_i + (rho/2) mean_i c_i^2,
              c_i = 1^T g(x_i) - 1   (the augmented Lagrangian of the constraint 1^T g(x) = 1)
 
-Both g and f are one `ChannelwiseMLP` each (all channels in one batched op). One multiplier per pixel
+Both g and f are one `ChannelwiseMLP` each (all channels in one batched op), or with `layers` > 1 a
+`ChannelwiseDeepMLP` (the original code's 3 hidden layers of 128 per channel; no better on the thesis
+benchmark over ten draws, docs/results.md A12, and slower, hence not the default). One multiplier per pixel
 is kept for the whole dataset (a buffer of size `pixels`, saved in checkpoints); the data loader
 yields pixel indices with the rows. Multipliers start at 0. The method of multipliers alternates an
 inner loop of `multiplier_every` epochs of Adam on the loss with a dual step over all training pixels
@@ -63,7 +65,7 @@ from nisca.config import BaseConfig, config_to_dict
 from nisca.data.scene import Scene
 from nisca.errors import ConfigError, TrainingDivergedError
 from nisca.fit import FitContext, MethodOutput
-from nisca.models.layers import ChannelwiseMLP
+from nisca.models.layers import ChannelwiseDeepMLP, ChannelwiseMLP
 from nisca.models.nisca import scaling
 from nisca.models.training import quiet_lightning, resolve_accelerator, split_indices
 
@@ -75,7 +77,8 @@ SKEW_LIMIT = 2.0  # input_map "auto": channels with |skewness| above this get no
 
 @dataclasses.dataclass(frozen=True)
 class CnaeConfig(BaseConfig):
-    """hidden: units per channel in g and f (thesis 128); lr: Adam's learning rate; rho, rho_growth,
+    """hidden: units per channel in g and f (thesis 128); layers: hidden layers of each channel's network
+    (1: the piecewise-linear kernel; the original code used 3); lr: Adam's learning rate; rho, rho_growth,
     rho_max: the augmented-Lagrangian penalty and its growth per dual step; multiplier_every: epochs
     between dual steps (the inner loop); batch_size, max_epochs, patience,
     val_fraction: training and early stopping on a held-out split; mves_tol / mves_max_sweeps: MVES's
@@ -85,6 +88,7 @@ class CnaeConfig(BaseConfig):
     ...; same validation split), the one with the lowest validation loss kept before MVES."""
 
     hidden: int = 128
+    layers: int = 1
     lr: float = 1e-3
     rho: float = 100.0
     rho_growth: float = 1.0
@@ -104,6 +108,7 @@ class CnaeConfig(BaseConfig):
     def validate(self) -> None:
         checks = [
             (self.hidden >= 1, "hidden must be >= 1"),
+            (self.layers >= 1, "layers must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.rho > 0, "rho must be > 0"),
             (self.rho_growth >= 1, "rho_growth must be >= 1"),
@@ -140,6 +145,14 @@ class _IndexedRows(Dataset):
         return rows, self.data[rows]
 
 
+def channel_network(n_channels: int, config: dict[str, Any]) -> torch.nn.Module:
+    """g or f: one hidden layer per channel (the batched piecewise-linear kernel), or a deeper stack."""
+    layers = int(config.get("layers", 1))  # checkpoints from before `layers` had one
+    if layers == 1:
+        return ChannelwiseMLP(n_channels, hidden=config["hidden"])
+    return ChannelwiseDeepMLP(n_channels, hidden=config["hidden"], layers=layers)
+
+
 class CnaeModule(L.LightningModule):
     """g, f, the per-pixel multipliers and rho; rebuilt from its hyperparameters by load_from_checkpoint."""
 
@@ -147,8 +160,8 @@ class CnaeModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.config = config
-        self.encoder = ChannelwiseMLP(n_channels, hidden=config["hidden"])
-        self.decoder = ChannelwiseMLP(n_channels, hidden=config["hidden"])
+        self.encoder = channel_network(n_channels, config)
+        self.decoder = channel_network(n_channels, config)
         self.register_buffer("multipliers", torch.zeros(n_pixels))  # one lambda_i per pixel, any size
         self.register_buffer("rho", torch.tensor(float(config["rho"])))
         self.register_buffer("offset", torch.zeros(n_channels))

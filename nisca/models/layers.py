@@ -8,7 +8,8 @@ each input's bucket among them by binary search and use prefix sums over the buc
 (`PiecewiseLinearReLU`, O(N (H + B) log H)) instead of materialising the B x N x H hidden activations;
 small problems (`dense_limit`, per device type) and the monotone variant with tanh units use the dense
 batched form. See benchmarks/decoder_throughput.py for the measured speed against a loop of N networks,
-and benchmarks/dense_limit.py for where each form is faster.
+and benchmarks/dense_limit.py for where each form is faster. `ChannelwiseDeepMLP` stacks several hidden
+layers per channel (CNAE's `layers` option), each one batched product over all channels.
 """
 
 from __future__ import annotations
@@ -296,6 +297,38 @@ class ChannelwiseMLP(nn.Module):
     def extra_repr(self) -> str:
         units = f"monotone ({self.monotone_units})" if self.monotone else "free (relu)"
         return f"channels={self.n_channels}, hidden={self.hidden}, {units}, residual={self.residual}"
+
+
+class ChannelwiseDeepMLP(nn.Module):
+    """N scalar networks R -> R with `layers` hidden ReLU layers of H units each, every layer one batched op
+    over all channels: the first and last are (N, H) weights, the ones between (N, H, H) batched products.
+
+    The original CNAE code builds g and f this way (grouped 1 x 1 convolutions, 3 layers of 128); a deeper
+    scalar network bends more smoothly per parameter than one wide layer. Weights start from the
+    distributions nn.Linear would draw for each channel. Shapes: input (batch, N) -> output (batch, N).
+    """
+
+    def __init__(self, n_channels: int, hidden: int = 128, layers: int = 3) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        self.n_channels, self.hidden, self.layers = int(n_channels), int(hidden), int(layers)
+        N, H, bound = self.n_channels, self.hidden, 1.0 / math.sqrt(hidden)
+        self.weight_in = nn.Parameter(torch.empty(N, H).uniform_(-1.0, 1.0))
+        self.bias_in = nn.Parameter(torch.empty(N, H).uniform_(-1.0, 1.0))
+        self.weight_hidden = nn.Parameter(torch.empty(layers - 1, N, H, H).uniform_(-bound, bound))
+        self.bias_hidden = nn.Parameter(torch.empty(layers - 1, N, H).uniform_(-bound, bound))
+        self.weight_out = nn.Parameter(torch.empty(N, H).uniform_(-bound, bound))
+        self.bias_out = nn.Parameter(torch.empty(N).uniform_(-bound, bound))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        hidden = F.relu(torch.addcmul(self.bias_in, y.unsqueeze(-1), self.weight_in))  # (B, N, H)
+        for weight, bias in zip(self.weight_hidden, self.bias_hidden):
+            hidden = F.relu(torch.einsum("bnh,nhk->bnk", hidden, weight) + bias)
+        return (hidden * self.weight_out).sum(dim=-1) + self.bias_out
+
+    def extra_repr(self) -> str:
+        return f"channels={self.n_channels}, hidden={self.hidden}, layers={self.layers}"
 
 
 class SharedChannelNonlinearity(nn.Module):

@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from nisca.models import layers
-from nisca.models.layers import MLP, ChannelwiseMLP, SharedChannelNonlinearity, _bucket_index, _sort_knots
+from nisca.models.layers import (
+    MLP,
+    ChannelwiseDeepMLP,
+    ChannelwiseMLP,
+    SharedChannelNonlinearity,
+    _bucket_index,
+    _sort_knots,
+)
 
 
 def reference_loop(layer: ChannelwiseMLP, y: torch.Tensor) -> torch.Tensor:
@@ -22,6 +29,40 @@ def reference_loop(layer: ChannelwiseMLP, y: torch.Tensor) -> torch.Tensor:
             net[2].bias.copy_(layer.bias_out[n : n + 1])
         outputs.append(net(y[:, n : n + 1]))
     return torch.cat(outputs, dim=1)
+
+
+def deep_reference_loop(layer: ChannelwiseDeepMLP, y: torch.Tensor) -> torch.Tensor:
+    """N separate nn.Sequential(Linear(1, H), ReLU, [Linear(H, H), ReLU] x (layers - 1), Linear(H, 1))."""
+    outputs = []
+    for n in range(layer.n_channels):
+        modules = [nn.Linear(1, layer.hidden), nn.ReLU()]
+        for _ in range(layer.layers - 1):
+            modules += [nn.Linear(layer.hidden, layer.hidden), nn.ReLU()]
+        net = nn.Sequential(*modules, nn.Linear(layer.hidden, 1))
+        with torch.no_grad():
+            net[0].weight.copy_(layer.weight_in[n].unsqueeze(1))
+            net[0].bias.copy_(layer.bias_in[n])
+            for depth in range(layer.layers - 1):
+                net[2 + 2 * depth].weight.copy_(layer.weight_hidden[depth, n].T)  # Linear stores (out, in)
+                net[2 + 2 * depth].bias.copy_(layer.bias_hidden[depth, n])
+            net[-1].weight.copy_(layer.weight_out[n].unsqueeze(0))
+            net[-1].bias.copy_(layer.bias_out[n : n + 1])
+        outputs.append(net(y[:, n : n + 1]))
+    return torch.cat(outputs, dim=1)
+
+
+@pytest.mark.parametrize("n_channels,depth", [(1, 1), (3, 2), (5, 3)])
+def test_deep_channel_networks_equal_a_loop_of_separate_deep_networks(n_channels, depth):
+    torch.manual_seed(0)
+    layer = ChannelwiseDeepMLP(n_channels, hidden=16, layers=depth)
+    y = torch.randn(50, n_channels) * 3
+    assert torch.allclose(layer(y), deep_reference_loop(layer, y), atol=1e-5)
+    y2 = y.clone()
+    y2[:, 0] += 1.0
+    changed = (layer(y2) - layer(y)).abs().amax(0) > 0
+    assert changed[0] and not changed[1:].any()
+    with pytest.raises(ValueError, match="layers must be >= 1"):
+        ChannelwiseDeepMLP(n_channels, layers=0)
 
 
 @pytest.mark.parametrize("form", ["forward", "dense_forward", "piecewise_forward"])
