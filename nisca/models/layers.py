@@ -303,9 +303,10 @@ class ChannelwiseDeepMLP(nn.Module):
     """N scalar networks R -> R with `layers` hidden ReLU layers of H units each, every layer one batched op
     over all channels: the first and last are (N, H) weights, the ones between (N, H, H) batched products.
 
-    The original CNAE code builds g and f this way (grouped 1 x 1 convolutions, 3 layers of 128); a deeper
-    scalar network bends more smoothly per parameter than one wide layer. Weights start from the
-    distributions nn.Linear would draw for each channel. Shapes: input (batch, N) -> output (batch, N).
+    The original CNAE code builds g and f this way (grouped 1 x 1 convolutions, 3 layers of 128); this class
+    reproduces that architecture (measured no better than one layer on the thesis benchmark, docs/results.md
+    A12). Weights start from the distributions nn.Linear would draw for each channel.
+    Shapes: input (batch, N) -> output (batch, N).
     """
 
     def __init__(self, n_channels: int, hidden: int = 128, layers: int = 3) -> None:
