@@ -11,6 +11,7 @@ a quarter did: see `_sort_knots` in nisca/models/layers.py; the first call sorts
 
     python benchmarks/decoder_throughput.py                 # CPU (1 thread), and CUDA when present
     python benchmarks/decoder_throughput.py --devices cuda   # CUDA only
+    python benchmarks/decoder_throughput.py --layers 3       # CNAE's `layers: 3` (ChannelwiseDeepMLP) vs a loop
 """
 
 from __future__ import annotations
@@ -23,17 +24,21 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nisca.models.layers import ChannelwiseMLP
+from nisca.models.layers import ChannelwiseDeepMLP, ChannelwiseMLP
 
 
 class LoopDecoder(nn.Module):
-    """The reference: one nn.Sequential(Linear(1, H), ReLU, Linear(H, 1)) per channel, called in a loop."""
+    """The reference: one nn.Sequential(Linear(1, H), ReLU, [Linear(H, H), ReLU] x (layers - 1), Linear(H, 1))
+    per channel, called in a loop."""
 
-    def __init__(self, n_channels: int, hidden: int) -> None:
+    def __init__(self, n_channels: int, hidden: int, layers: int = 1) -> None:
         super().__init__()
-        self.nets = nn.ModuleList(
-            nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, 1)) for _ in range(n_channels)
-        )
+
+        def network() -> nn.Sequential:
+            between = [module for _ in range(layers - 1) for module in (nn.Linear(hidden, hidden), nn.ReLU())]
+            return nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), *between, nn.Linear(hidden, 1))
+
+        self.nets = nn.ModuleList(network() for _ in range(n_channels))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return torch.cat([net(y[:, n : n + 1]) for n, net in enumerate(self.nets)], dim=1)
@@ -54,10 +59,15 @@ def _saved_bytes(step) -> int:
 
 
 def measure(kind: str, n_channels: int, latent_dim: int, hidden: int, samples: int, batch: int,
-            device: torch.device, repeats: int = 3) -> dict[str, float]:
+            device: torch.device, repeats: int = 3, layers: int = 1) -> dict[str, float]:
     torch.manual_seed(0)
     mixing = nn.Linear(latent_dim, n_channels, bias=False)
-    nonlinearity = ChannelwiseMLP(n_channels, hidden) if kind == "batched" else LoopDecoder(n_channels, hidden)
+    if kind == "loop":
+        nonlinearity = LoopDecoder(n_channels, hidden, layers)
+    elif layers == 1:
+        nonlinearity = ChannelwiseMLP(n_channels, hidden)
+    else:
+        nonlinearity = ChannelwiseDeepMLP(n_channels, hidden, layers)
     model = nn.Sequential(mixing, nonlinearity).to(device)
     z = torch.softmax(torch.randn(batch, latent_dim, device=device), dim=1)
     target = torch.randn(batch, n_channels, device=device)
@@ -96,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--channels", nargs="+", type=int, default=[3, 16, 162, 224])
     parser.add_argument("--latent-dim", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=1, help="hidden layers per channel network (CNAE's `layers`)")
     parser.add_argument("--samples", type=int, default=5000, help="pixels per epoch")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 on a shared machine)")
@@ -105,16 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     devices = [torch.device(d) for d in args.devices if d == "cpu" or torch.cuda.is_available()]
-    print(f"K={args.latent_dim}, hidden={args.hidden}, {args.samples} samples/epoch, batch {args.batch_size}, "
+    print(f"K={args.latent_dim}, hidden={args.hidden} x {args.layers} layer(s), {args.samples} samples/epoch, "
+          f"batch {args.batch_size}, "
           f"forward+backward; CPU threads={args.threads}; torch {torch.__version__}")
     print("| device | N | loop s/epoch | batched s/epoch | loop samples/s | batched samples/s | speed-up "
           "| saved for backward loop / batched (MiB) |")
     print("|---|---|---|---|---|---|---|---|")
     for device in devices:
         for n in args.channels:
-            loop = measure("loop", n, args.latent_dim, args.hidden, args.samples, args.batch_size, device, args.repeats)
-            batched = measure("batched", n, args.latent_dim, args.hidden, args.samples, args.batch_size, device,
-                              args.repeats)
+            sizes = (n, args.latent_dim, args.hidden, args.samples, args.batch_size, device, args.repeats, args.layers)
+            loop = measure("loop", *sizes)
+            batched = measure("batched", *sizes)
             memory = f"{loop['saved_mib']:.2f} / {batched['saved_mib']:.2f}"
             if device.type == "cuda":
                 memory += f" (CUDA peak {loop['peak_mib']:.1f} / {batched['peak_mib']:.1f})"
